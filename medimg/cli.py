@@ -1,0 +1,130 @@
+"""``medimg`` command line: train | evaluate | predict | explain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    from medimg.train import TrainConfig, train
+
+    cfg = TrainConfig(task=args.task, arch=args.arch, input_size=args.size, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
+                      seed=args.seed, label_smoothing=args.label_smoothing, class_weighting=not args.no_class_weights,
+                      out=args.out, name=args.name, limit=args.limit, device=args.device, num_threads=args.threads)
+    spec = train(cfg, argv)
+    print(json.dumps({"name": spec.name, "test": spec.metrics.get("test", {})}, indent=1, default=str))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
+    from medimg.predict import evaluate_split
+
+    report = evaluate_split(args.model, split=args.split, device=args.device)
+    if args.out:
+        report.save(args.out)
+    m = {k: v for k, v in report.metrics.items() if k != "ci95"}
+    print(json.dumps(m, indent=1))
+    return 0
+
+
+def _predict(args: argparse.Namespace, argv: list[str]) -> int:
+    from medimg.io import load_image
+    from medimg.predict import Predictor
+
+    pred = Predictor.from_spec(args.model, device=args.device)
+    rows = []
+    for f in args.files:
+        r = pred.predict(load_image(Path(f)))
+        rows.append({"file": f, "label": r.label, "probabilities": r.probabilities, "gate": r.gate.as_dict(),
+                     "device": r.device})
+    print(json.dumps(rows, indent=1))
+    return 0
+
+
+def _explain(args: argparse.Namespace, argv: list[str]) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from medimg.explain import cam, overlay
+    from medimg.io import load_image
+    from medimg.predict import Predictor
+
+    pred = Predictor.from_spec(args.model, device=args.device)
+    img = load_image(Path(args.file))
+    r = pred.predict(img)
+    result = cam(pred, r.preprocessed, target=None, method=args.method)
+    rgb = overlay(img.display(), result.heatmap_original(img.shape[:2]), alpha=args.alpha)
+    Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)).save(args.out)
+    print(json.dumps({"file": args.file, "label": r.label, "probabilities": r.probabilities, "out": args.out}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs)."""
+    p = argparse.ArgumentParser(prog="medimg", description="Train, evaluate and run medical image CNNs.")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a model and write weights + spec + test report")
+    t.add_argument("--task", default="kermany-cxr")
+    t.add_argument("--arch", default="resnet18")
+    t.add_argument("--size", type=int, default=128, help="input side in pixels")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--patience", type=int, default=8)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--no-class-weights", action="store_true")
+    t.add_argument("--out", default="weights")
+    t.add_argument("--name", default=None)
+    t.add_argument("--limit", type=int, default=None, help="first N images per split (quick check)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=int, default=None)
+    t.set_defaults(fn=_train)
+    e = sub.add_parser("evaluate", help="evaluate a model on a split and print metrics")
+    e.add_argument("--model", required=True, help="path of the spec JSON")
+    e.add_argument("--split", default="test")
+    e.add_argument("--out", default=None, help="write the EvalReport JSON here")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(fn=_evaluate)
+    pr = sub.add_parser("predict", help="print calibrated probabilities for image files")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("files", nargs="+")
+    pr.set_defaults(fn=_predict)
+    x = sub.add_parser("explain", help="write a Grad-CAM overlay PNG")
+    x.add_argument("--model", required=True)
+    x.add_argument("--method", default="gradcam")
+    x.add_argument("--alpha", type=float, default=0.4)
+    x.add_argument("--device", default="auto")
+    x.add_argument("--out", required=True)
+    x.add_argument("file")
+    x.set_defaults(fn=_explain)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medimg`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from medimg.errors import MedimgError
+
+    try:
+        return args.fn(args, argv)
+    except MedimgError as err:
+        print(f"medimg: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Datasets and augmentation.
+
+Sources: image folders with a ``MANIFEST.csv`` (columns ``path``, ``split``, ``label``; optional ``patient``),
+MedMNIST through the ``medmnist`` package (any flag and size; it downloads on a user's machine), and arrays.
+Every image goes through :func:`medimg.io.load_image` and :func:`medimg.preprocess.run` — the exact code the app
+runs — once, and the [0, 1] results are cached in memory; augmentation (torchvision.transforms.v2) and
+normalisation happen per sample.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from medimg.errors import MedimgError
+from medimg.io import MedicalImage, Window, load_image
+from medimg.preprocess import run as preprocess_run
+from medimg.spec import PreprocessConfig
+
+__all__ = ["data_root", "read_manifest", "SplitArrays", "load_manifest_split", "load_medmnist_split",
+           "image_from_array", "augmentation", "AugmentedDataset", "manifest_checksum"]
+
+
+def data_root() -> Path:
+    """Folder of the shared data sets: ``$MEDIMG_DATA`` or ``../shared/data`` next to the repository."""
+    env = os.environ.get("MEDIMG_DATA")
+    if env:
+        return Path(env)
+    return (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+
+
+def read_manifest(folder: str | Path) -> list[dict[str, str]]:
+    """Rows of ``folder/MANIFEST.csv`` as dicts (``path`` relative to ``folder``)."""
+    with open(Path(folder) / "MANIFEST.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def manifest_checksum(folder: str | Path) -> str:
+    """sha256 of the MANIFEST.csv (which lists each image's MD5): one checksum for the whole data set."""
+    return hashlib.sha256((Path(folder) / "MANIFEST.csv").read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One preprocessed split held in memory.
+
+    Attributes
+    ----------
+    x : (N, C, H, W) float32 tensor in [0, 1]
+        Preprocessed images (before normalisation).
+    y : (N,) int64 tensor
+        Label indices into ``labels``.
+    labels : tuple of str
+    ids : list of str
+        Image identifiers (relative paths or indices).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    labels: tuple[str, ...]
+    ids: list[str]
+
+
+def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:
+    arr = np.stack([im.transpose(2, 0, 1) for im in images]).astype(np.float32)
+    return torch.from_numpy(arr)
+
+
+def load_manifest_split(folder: str | Path, split: str, config: PreprocessConfig,
+                        labels: Sequence[str] | None = None, limit: int | None = None) -> SplitArrays:
+    """Load and preprocess one split of a MANIFEST.csv image folder.
+
+    Parameters
+    ----------
+    folder : path
+        Data set folder with ``MANIFEST.csv``.
+    split : str
+        ``"train"``, ``"val"`` or ``"test"``.
+    config : PreprocessConfig
+        The model's preprocessing.
+    labels : sequence of str, optional
+        Label order; sorted unique labels of the manifest by default.
+    limit : int, optional
+        Keep only the first ``limit`` rows of the split (for quick checks).
+
+    Raises
+    ------
+    medimg.errors.MedimgError
+        An image cannot be decoded (the message names the manifest row).
+    """
+    folder = Path(folder)
+    rows = read_manifest(folder)
+    labels = tuple(labels) if labels is not None else tuple(sorted({r["label"] for r in rows}))
+    index = {name: i for i, name in enumerate(labels)}
+    rows = [r for r in rows if r["split"] == split]
+    if limit is not None:
+        rows = rows[:limit]
+    images, ys, ids = [], [], []
+    for r in rows:
+        try:
+            img = load_image(folder / r["path"])
+        except MedimgError as err:
+            raise type(err)(f"{r['path']}: {err}") from err
+        images.append(preprocess_run(img, config).image)
+        ys.append(index[r["label"]])
+        ids.append(r["path"])
+    return SplitArrays(_stack(images), torch.tensor(ys, dtype=torch.int64), labels, ids)
+
+
+def image_from_array(pixels: np.ndarray) -> MedicalImage:
+    """Wrap an 8-bit (H, W) or (H, W, 3) array (e.g. a MedMNIST image) as a MedicalImage, 0..255 window."""
+    arr = np.asarray(pixels, dtype=np.float32)
+    return MedicalImage(pixels=arr, format="array", photometric="RGB" if arr.ndim == 3 else "MONOCHROME2",
+                        windows=(Window(127.5, 255.0, "stored range (0-255)", "LINEAR_EXACT"),), units="8-bit")
+
+
+def load_medmnist_split(flag: str, split: str, config: PreprocessConfig, size: int = 28,
+                        root: str | Path | None = None, download: bool = False) -> SplitArrays:
+    """Load a MedMNIST split through the ``medmnist`` package and preprocess it.
+
+    Parameters
+    ----------
+    flag : str
+        MedMNIST flag, e.g. ``"pneumoniamnist"``, ``"breastmnist"``, ``"bloodmnist"``.
+    split : {"train", "val", "test"}
+    config : PreprocessConfig
+    size : {28, 64, 128, 224}
+        MedMNIST+ image size.
+    root : path, optional
+        Folder holding the ``.npz``; ``data_root()/medmnist`` by default.
+    download : bool
+        Let ``medmnist`` download the file (needs internet; on a user's machine).
+    """
+    import medmnist
+
+    info = medmnist.INFO[flag]
+    cls = getattr(medmnist, info["python_class"])
+    root = Path(root) if root is not None else data_root() / "medmnist"
+    ds = cls(split=split, root=str(root), download=download, size=size if size != 28 else None)
+    labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
+    images = [preprocess_run(image_from_array(im), config).image for im in ds.imgs]
+    y = torch.as_tensor(np.asarray(ds.labels).reshape(-1), dtype=torch.int64)
+    return SplitArrays(_stack(images), y, labels, [str(i) for i in range(len(images))])
+
+
+def augmentation(modality: str = "radiograph") -> v2.Transform:
+    """Training augmentation on (C, H, W) float32 [0, 1] tensors (torchvision.transforms.v2).
+
+    ``radiograph``: small rotations, shifts and zooms (patient positioning), brightness/contrast jitter
+    (exposure); no horizontal flip (the heart is on the left). ``ultrasound``/``mri``/``microscopy`` add flips.
+    """
+    geometric = v2.RandomAffine(degrees=8, translate=(0.06, 0.06), scale=(0.9, 1.1))
+    photometric = v2.ColorJitter(brightness=0.15, contrast=0.15)
+    if modality == "radiograph":
+        return v2.Compose([geometric, photometric])
+    flips = [v2.RandomHorizontalFlip()] + ([v2.RandomVerticalFlip()] if modality == "microscopy" else [])
+    return v2.Compose([*flips, geometric, photometric])
+
+
+class AugmentedDataset(Dataset):
+    """(x, y) pairs from a :class:`SplitArrays`, augmented then normalised by the spec's mean/std."""
+
+    def __init__(self, arrays: SplitArrays, config: PreprocessConfig, transform: v2.Transform | None = None):
+        self.x, self.y, self.transform = arrays.x, arrays.y, transform
+        self.mean = torch.tensor(config.mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(config.std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.x[i]
+        if self.transform is not None:
+            x = self.transform(x).clamp_(0.0, 1.0)
+        return (x - self.mean) / self.std, self.y[i]

@@ -1,0 +1,203 @@
+"""Test-set evaluation reports: per-image probabilities and metrics (scikit-learn), bootstrap CIs, ECE.
+
+No torch here: a report is computed from arrays of labels and calibrated probabilities, so the dashboard can
+load and plot it without the model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+__all__ = ["EvalReport", "compute_metrics", "expected_calibration_error", "bootstrap_ci", "predict_labels"]
+
+
+def predict_labels(probs: np.ndarray, positive_label: int | None = None, threshold: float | None = None) -> np.ndarray:
+    """Predicted class per row: argmax, or ``probs[:, positive] >= threshold`` for a binary thresholded model.
+
+    Parameters
+    ----------
+    probs : (N, K) float ndarray, rows sum to 1
+    positive_label, threshold : see :class:`medimg.spec.ModelSpec`
+
+    Returns
+    -------
+    (N,) int64 ndarray
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if threshold is not None and positive_label is not None and probs.shape[1] == 2:
+        neg = 1 - positive_label
+        return np.where(probs[:, positive_label] >= threshold, positive_label, neg).astype(np.int64)
+    return probs.argmax(axis=1).astype(np.int64)
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-label confidence (Guo et al., ICML 2017), equal-width bins.
+
+    Parameters
+    ----------
+    y_true : (N,) int ndarray
+    probs : (N, K) float ndarray
+    n_bins : int
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(y_true)).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, positive_label: int | None = None,
+                    threshold: float | None = None) -> dict[str, Any]:
+    """Classification metrics from labels and probabilities (scikit-learn).
+
+    Parameters
+    ----------
+    y_true : (N,) int ndarray of label indices
+    probs : (N, K) float ndarray of calibrated probabilities
+    positive_label : int, optional
+        Positive class for binary sensitivity (recall of positive), specificity, PPV, NPV. Defaults to 1 for K=2.
+    threshold : float, optional
+        Decision threshold on the positive class's probability; argmax when None.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``auroc`` (binary, or macro one-vs-rest), ``f1`` (binary) and ``macro_f1``,
+        ``sensitivity``, ``specificity``, ``ppv``, ``npv`` (binary), ``ece``, ``n``, ``confusion_matrix``
+        (K x K list, rows = true, columns = predicted).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = probs.shape[1]
+    if k == 2 and positive_label is None:
+        positive_label = 1
+    y_pred = predict_labels(probs, positive_label, threshold)
+    cm = skm.confusion_matrix(y_true, y_pred, labels=list(range(k)))
+    out: dict[str, Any] = {
+        "n": int(len(y_true)),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", labels=list(range(k)), zero_division=0)),
+        "ece": expected_calibration_error(y_true, probs),
+        "confusion_matrix": cm.tolist(),
+    }
+    present = np.unique(y_true)
+    if k == 2:
+        pos = int(positive_label)
+        if len(present) == 2:
+            out["auroc"] = float(skm.roc_auc_score(y_true == pos, probs[:, pos]))
+            out["average_precision"] = float(skm.average_precision_score(y_true == pos, probs[:, pos]))
+        tp = int(cm[pos, pos]); fn = int(cm[pos].sum() - tp)
+        fp = int(cm[:, pos].sum() - tp); tn = int(cm.sum() - tp - fn - fp)
+        div = lambda a, b: float(a / b) if b else float("nan")  # noqa: E731
+        out.update(sensitivity=div(tp, tp + fn), specificity=div(tn, tn + fp), ppv=div(tp, tp + fp),
+                   npv=div(tn, tn + fn),
+                   f1=float(skm.f1_score(y_true == pos, y_pred == pos, zero_division=0)))
+    elif len(present) == k:
+        out["auroc"] = float(skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro"))
+    return out
+
+
+def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, keys: tuple[str, ...] = ("accuracy", "auroc"),
+                 n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, positive_label: int | None = None,
+                 threshold: float | None = None) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap confidence intervals (resampling images with replacement).
+
+    Returns
+    -------
+    dict of key -> (low, high)
+        The ``alpha/2`` and ``1 - alpha/2`` quantiles of each metric over ``n_boot`` resamples.
+    """
+    rng = np.random.default_rng(seed)
+    y_true = np.asarray(y_true); probs = np.asarray(probs)
+    vals: dict[str, list[float]] = {k: [] for k in keys}
+    n = len(y_true)
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if len(np.unique(y_true[idx])) < probs.shape[1]:
+            continue
+        m = compute_metrics(y_true[idx], probs[idx], positive_label, threshold)
+        for k in keys:
+            if k in m:
+                vals[k].append(m[k])
+    return {k: (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))) for k, v in vals.items() if v}
+
+
+@dataclass
+class EvalReport:
+    """A model's per-image results on one split, and the metrics derived from them.
+
+    Attributes
+    ----------
+    model : str
+        Spec name.
+    split : str
+    labels : list of str
+    y_true : (N,) int ndarray
+    probs : (N, K) float ndarray of calibrated probabilities
+    ids : list of str
+        Image identifiers (relative paths in the data set).
+    positive_label, threshold : as in the spec
+    metrics : dict
+        :func:`compute_metrics` output plus ``ci`` (95 % bootstrap intervals).
+    """
+
+    model: str
+    split: str
+    labels: list[str]
+    y_true: np.ndarray
+    probs: np.ndarray
+    ids: list[str] = field(default_factory=list)
+    positive_label: int | None = None
+    threshold: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, model: str, split: str, labels: list[str], y_true: np.ndarray, probs: np.ndarray,
+              ids: list[str] | None = None, positive_label: int | None = None, threshold: float | None = None,
+              n_boot: int = 1000) -> EvalReport:
+        """Compute metrics (with bootstrap CIs) and return the report."""
+        y_true = np.asarray(y_true, dtype=np.int64)
+        probs = np.asarray(probs, dtype=np.float64)
+        m = compute_metrics(y_true, probs, positive_label, threshold)
+        keys = ("accuracy", "auroc", "sensitivity", "specificity") if probs.shape[1] == 2 else ("accuracy", "auroc", "macro_f1")
+        m["ci95"] = bootstrap_ci(y_true, probs, keys, n_boot=n_boot, positive_label=positive_label, threshold=threshold)
+        return cls(model, split, list(labels), y_true, probs, list(ids or []), positive_label, threshold, m)
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        """(N,) predicted label indices under the report's threshold rule."""
+        return predict_labels(self.probs, self.positive_label, self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"model": self.model, "split": self.split, "labels": self.labels,
+                "positive_label": self.positive_label, "threshold": self.threshold, "metrics": self.metrics,
+                "ids": self.ids, "y_true": self.y_true.tolist(),
+                "probs": np.round(self.probs, 6).tolist()}
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict()) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalReport:
+        """Read a report written by :meth:`save`."""
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(d["model"], d["split"], d["labels"], np.asarray(d["y_true"], dtype=np.int64),
+                   np.asarray(d["probs"], dtype=np.float64), d.get("ids", []), d.get("positive_label"),
+                   d.get("threshold"), d.get("metrics", {}))

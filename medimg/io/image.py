@@ -1,0 +1,168 @@
+"""The in-memory image type that every loader returns.
+
+No torch and no Streamlit here: this module is the boundary between bytes and pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Window", "MedicalImage", "apply_window"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A VOI window (display window) in the image's modality units.
+
+    Parameters
+    ----------
+    center : float
+        Window Center (0028,1050), in modality units (e.g. HU for CT after the Modality LUT).
+    width : float
+        Window Width (0028,1051), in modality units; must be >= 1 (PS3.3 C.11.2.1.2).
+    name : str
+        Human-readable name, e.g. ``"header 1"``, ``"lung"``, ``"full range"``.
+    function : {"LINEAR", "LINEAR_EXACT", "SIGMOID"}
+        VOI LUT Function (0028,1056); PS3.3 C.11.2.1.2.1 / C.11.2.1.3.
+    lut : tuple of (first_mapped, bits, table) or None
+        A VOI LUT Sequence (0028,3010) item instead of a linear window: ``first_mapped`` is the first
+        input value mapped (LUT Descriptor (0028,3002) value 2), ``bits`` the bits per output entry
+        (descriptor value 3) and ``table`` a 1-D float32 ndarray of output values. When given, ``center``
+        and ``width`` only describe the LUT's input range for the UI.
+    """
+
+    center: float
+    width: float
+    name: str = "default"
+    function: str = "LINEAR"
+    lut: tuple[int, int, np.ndarray] | None = field(default=None, compare=False)
+
+
+def apply_window(
+    pixels: np.ndarray, window: Window, invert: bool = False
+) -> np.ndarray:
+    """Map modality values through a VOI window (or VOI LUT) to display values in [0, 1].
+
+    Parameters
+    ----------
+    pixels : (H, W) or (H, W, 3) float32 ndarray
+        Values in modality units (after the Modality LUT).
+    window : Window
+        The VOI transform to apply.
+    invert : bool
+        True for MONOCHROME1 or Presentation LUT Shape (2050,0020) ``INVERSE``: after the VOI transform,
+        1 becomes 0 (PS3.3 C.7.6.3.1.2, C.11.6).
+
+    Returns
+    -------
+    (H, W) or (H, W, 3) float32 ndarray in [0, 1]
+        New array; ``pixels`` is not modified.
+
+    Notes
+    -----
+    LINEAR follows PS3.3 C.11.2.1.2.1 (the ``c - 0.5`` / ``w - 1`` form), LINEAR_EXACT C.11.2.1.3.2 and
+    SIGMOID C.11.2.1.3.1, all scaled to an output range of [0, 1].
+    """
+    x = np.asarray(pixels, dtype=np.float32)
+    if window.lut is not None:
+        first, bits, table = window.lut
+        table = np.asarray(table, dtype=np.float32)
+        idx = np.clip(np.rint(x - first), 0, len(table) - 1).astype(np.intp)
+        out = table[idx] / float(2**bits - 1)
+    else:
+        c, w = float(window.center), max(float(window.width), 1.0)
+        fn = window.function.upper()
+        if fn == "SIGMOID":
+            out = 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+        elif fn == "LINEAR_EXACT":
+            out = (x - c) / w + 0.5
+        else:  # LINEAR
+            w1 = max(w - 1.0, 1.0)
+            out = (x - (c - 0.5)) / w1 + 0.5
+    out = np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    if invert:
+        out = 1.0 - out
+    return out
+
+
+@dataclass(frozen=True)
+class MedicalImage:
+    """One decoded image (one frame), ready for display and preprocessing.
+
+    Attributes
+    ----------
+    pixels : (H, W) or (H, W, 3) float32 ndarray
+        The selected frame in modality units: HU for CT after Rescale Slope/Intercept (0028,1053)/(0028,1052),
+        stored values for other DICOMs, 0..255 or 0..65535 for raster images. Colour images are RGB.
+    format : str
+        What the content was sniffed as: ``"dicom"``, ``"png"``, ``"jpeg"``, ``"tiff"``, ``"gif"``, ``"bmp"``.
+    photometric : str
+        Photometric Interpretation (0028,0004) after decoding: ``"MONOCHROME1"``, ``"MONOCHROME2"`` or ``"RGB"``.
+    windows : tuple of Window
+        Display presets; the first is the default (from the header when there is one).
+    invert : bool
+        Whether display inverts after the VOI transform (MONOCHROME1 or Presentation LUT Shape INVERSE).
+    units : str
+        ``"HU"`` for CT with a rescale, otherwise ``"stored value"`` or ``"8-bit"``/``"16-bit"``.
+    frame_index, n_frames : int
+        Which frame ``pixels`` is (0-based) and how many the file holds.
+    metadata : dict of str to str
+        Allowlisted, non-identifying attributes (modality, body part, view, spacing, ...).
+    withheld : dict of str to int
+        Count of attributes not shown, per category (patient identity, dates, institution, UIDs, ...).
+    notes : tuple of str
+        Things the user should know about the decode (e.g. "Burned In Annotation: YES", "EXIF rotation applied").
+    """
+
+    pixels: np.ndarray
+    format: str
+    photometric: str = "MONOCHROME2"
+    windows: tuple[Window, ...] = ()
+    invert: bool = False
+    units: str = "stored value"
+    frame_index: int = 0
+    n_frames: int = 1
+    metadata: dict[str, str] = field(default_factory=dict)
+    withheld: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of ``pixels``: (rows, columns) or (rows, columns, 3)."""
+        return tuple(self.pixels.shape)
+
+    @property
+    def is_color(self) -> bool:
+        """True when ``pixels`` has a trailing channel axis of 3."""
+        return self.pixels.ndim == 3
+
+    @property
+    def default_window(self) -> Window:
+        """The first window preset, or the full value range when there is none."""
+        if self.windows:
+            return self.windows[0]
+        return full_range_window(self.pixels)
+
+    def display(self, window: Window | None = None) -> np.ndarray:
+        """Display image in [0, 1]: VOI window then MONOCHROME1 inversion.
+
+        Parameters
+        ----------
+        window : Window, optional
+            Defaults to :attr:`default_window`.
+
+        Returns
+        -------
+        (H, W) or (H, W, 3) float32 ndarray in [0, 1]
+        """
+        return apply_window(self.pixels, window or self.default_window, invert=self.invert)
+
+
+def full_range_window(pixels: np.ndarray, name: str = "full range") -> Window:
+    """A LINEAR_EXACT window spanning the finite min..max of ``pixels`` (width at least 1)."""
+    lo = float(np.nanmin(pixels)) if pixels.size else 0.0
+    hi = float(np.nanmax(pixels)) if pixels.size else 1.0
+    width = max(hi - lo, 1.0)
+    return Window(center=lo + width / 2.0, width=width, name=name, function="LINEAR_EXACT")

@@ -1,0 +1,253 @@
+"""Predictor: device choice, batched inference, calibrated probabilities and the applicability gate.
+
+A Predictor wraps one model that may be shared by many app sessions (``st.cache_resource``). Inference never
+mutates it: no hooks, eval mode, ``torch.inference_mode``. Grad-CAM work (which needs hooks) runs on private
+replicas, see :mod:`medimg.explain`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medimg.errors import ModelInputError
+from medimg.gate import GateVerdict, check_image
+from medimg.io.image import MedicalImage, Window
+from medimg.models import load_model
+from medimg.preprocess import Preprocessed
+from medimg.preprocess import run as preprocess_run
+from medimg.spec import ModelSpec
+
+__all__ = ["Prediction", "Predictor", "choose_device", "softmax", "evaluate_split"]
+
+
+def choose_device(pref: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; otherwise ``torch.device(pref)``."""
+    if isinstance(pref, torch.device):
+        return pref
+    if pref == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(pref)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(logits / temperature)``.
+
+    Parameters
+    ----------
+    logits : (N, K) float ndarray
+    temperature : float > 0
+
+    Returns
+    -------
+    (N, K) float64 ndarray, rows sum to 1
+    """
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one image.
+
+    Attributes
+    ----------
+    probs : (K,) float64 ndarray
+        Calibrated probabilities (temperature-scaled softmax), in ``spec.labels`` order, summing to 1.
+    label_index : int
+    label : str
+    logits : (K,) float32 ndarray
+    gate : GateVerdict
+        Applicability checks; show ``gate.failures`` beside the result.
+    preprocessed : Preprocessed
+        The steps and the model input that produced this prediction.
+    device : str
+        ``"cuda"`` or ``"cpu"``: where the network ran.
+    seconds : dict of str to float
+        Wall time per stage: ``preprocess``, ``predict``, ``gate``.
+    labels : tuple of str
+        The spec's labels, in ``probs`` order.
+    """
+
+    probs: np.ndarray
+    label_index: int
+    label: str
+    logits: np.ndarray
+    gate: GateVerdict
+    preprocessed: Preprocessed
+    device: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """``{label: probability}``."""
+        return {k: float(v) for k, v in zip(self.labels, self.probs, strict=True)}
+
+
+class Predictor:
+    """Calibrated inference for one model and its spec.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode; never mutated by the Predictor.
+    spec : ModelSpec
+    device : str or torch.device
+        ``"auto"`` picks CUDA when available.
+
+    Notes
+    -----
+    Thread-safe: concurrent :meth:`predict` calls share the model without hooks or state changes.
+    """
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, device: str | torch.device = "auto") -> None:
+        self.device = choose_device(device)
+        self.model = model.to(self.device).eval()
+        self.spec = spec
+        self._gate_lock = threading.Lock()
+
+    @classmethod
+    def from_spec(cls, spec_path: str | Path, device: str | torch.device = "auto") -> Predictor:
+        """Load ``<name>.json`` + ``<name>.safetensors`` (sha256-checked) and wrap them.
+
+        Raises
+        ------
+        medimg.errors.SpecError, medimg.errors.WeightsError
+        """
+        dev = choose_device(device)
+        model, spec = load_model(spec_path, device=dev)
+        return cls(model, spec, dev)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.labels
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        c = self.spec.preprocess.in_chans
+        h, w = self.spec.preprocess.input_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
+            raise ModelInputError(f"Model input must be (N, {c}, {h}, {w}); got {tuple(x.shape)}.")
+        if x.dtype != torch.float32:
+            raise ModelInputError(f"Model input must be float32; got {x.dtype}.")
+        if not torch.isfinite(x).all():
+            raise ModelInputError("Model input holds non-finite values.")
+
+    @torch.inference_mode()
+    def logits(self, x: np.ndarray | torch.Tensor, batch_size: int = 128) -> np.ndarray:
+        """Raw logits for normalised model inputs.
+
+        Parameters
+        ----------
+        x : (N, C, H, W) float32 ndarray or tensor
+            Normalised model inputs (:attr:`Preprocessed.model_input` stacked).
+
+        Returns
+        -------
+        (N, K) float32 ndarray
+
+        Raises
+        ------
+        ModelInputError
+            Wrong shape, dtype or non-finite values.
+        """
+        t = torch.as_tensor(x)
+        self._check_input(t)
+        out = []
+        for i in range(0, len(t), batch_size):
+            out.append(self.model(t[i : i + batch_size].to(self.device)).float().cpu())
+        return torch.cat(out).numpy()
+
+    def predict_proba(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Calibrated probabilities ``softmax(logits / spec.temperature)``: (N, K) float64."""
+        return softmax(self.logits(x), self.spec.temperature)
+
+    def preprocess(self, image: MedicalImage, window: Window | None = None) -> Preprocessed:
+        """:func:`medimg.preprocess.run` with this model's spec."""
+        return preprocess_run(image, self.spec.preprocess, window)
+
+    def decide(self, probs: np.ndarray) -> int:
+        """Label index for one (K,) probability vector under the spec's threshold rule."""
+        s = self.spec
+        if s.threshold is not None and s.positive_label is not None and len(probs) == 2:
+            return s.positive_label if probs[s.positive_label] >= s.threshold else 1 - s.positive_label
+        return int(np.argmax(probs))
+
+    def gate(self, image: MedicalImage, pre: Preprocessed) -> GateVerdict:
+        """Applicability checks for one image (see :mod:`medimg.gate`)."""
+        from medimg import gate as gate_mod
+
+        checks = list(check_image(image, pre, self.spec))
+        ood = getattr(gate_mod, "check_distribution", None)
+        if ood is not None:
+            checks.extend(ood(self, pre))
+        return GateVerdict(tuple(checks))
+
+    def predict(self, image: MedicalImage, window: Window | None = None) -> Prediction:
+        """Preprocess, run the network and the applicability gate for one image.
+
+        Parameters
+        ----------
+        image : MedicalImage
+        window : Window, optional
+            Display window to use instead of the spec's (changes what the network sees).
+
+        Returns
+        -------
+        Prediction
+
+        Raises
+        ------
+        medimg.errors.PreprocessError
+            The image cannot be turned into the model input.
+        """
+        t0 = time.perf_counter()
+        pre = self.preprocess(image, window)
+        t1 = time.perf_counter()
+        logits = self.logits(pre.model_input[None])[0]
+        probs = softmax(logits[None], self.spec.temperature)[0]
+        t2 = time.perf_counter()
+        verdict = self.gate(image, pre)
+        t3 = time.perf_counter()
+        idx = self.decide(probs)
+        return Prediction(probs=probs, label_index=idx, label=self.spec.labels[idx], logits=logits, gate=verdict,
+                          preprocessed=pre, device=self.device.type,
+                          seconds={"preprocess": t1 - t0, "predict": t2 - t1, "gate": t3 - t2},
+                          labels=self.spec.labels)
+
+
+def evaluate_split(spec_path: str | Path, split: str = "test", device: str = "auto"):  # noqa: ANN201
+    """Run a shipped model over a data split and build its EvalReport.
+
+    Parameters
+    ----------
+    spec_path : path
+        ``weights/<name>.json``.
+    split : {"train", "val", "test"}
+
+    Returns
+    -------
+    medimg.evaluate.EvalReport
+    """
+    from medimg.evaluate import EvalReport
+    from medimg.train import TASKS, _load_task_split
+    from medimg.train import TrainConfig as _TC
+
+    pred = Predictor.from_spec(spec_path, device=device)
+    spec = pred.spec
+    task_key = spec.training.get("config", {}).get("task", "kermany-cxr")
+    arrays = _load_task_split(_TC(task=task_key), TASKS[task_key], split, spec.preprocess)
+    mean = np.asarray(spec.preprocess.mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(spec.preprocess.std, np.float32).reshape(1, -1, 1, 1)
+    x = ((arrays.x.numpy() - mean) / std).astype(np.float32)
+    probs = pred.predict_proba(x)
+    return EvalReport.build(spec.name, split, list(spec.labels), arrays.y.numpy(), probs, arrays.ids,
+                            spec.positive_label, spec.threshold)

@@ -1,0 +1,355 @@
+"""Training: weighted cross-entropy, AdamW with a cosine schedule, early stopping on validation AUROC,
+temperature scaling on the validation split, resumable safetensors checkpoints, a JSON log per epoch.
+
+Mixed precision (bf16 autocast) and channels_last on CUDA; fixed seeds; deterministic on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file as st_load_file
+from safetensors.torch import save_file as st_save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from medimg import data as mdata
+from medimg.evaluate import EvalReport, compute_metrics
+from medimg.models import DEFAULT_CAM_LAYER, create_model, save_weights
+from medimg.predict import choose_device, softmax
+from medimg.spec import ModelSpec, PreprocessConfig
+
+__all__ = ["TrainConfig", "TASKS", "train", "predict_logits", "fit_temperature"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A training task: where its data is and what its model is for."""
+
+    folder: str | None
+    title: str
+    intended_use: str
+    modality: str = "radiograph"
+    modalities: tuple[str, ...] = ()
+    body_parts: tuple[str, ...] = ()
+    positive: str | None = None
+    labels: tuple[str, ...] | None = None
+    medmnist_flag: str | None = None
+
+
+TASKS: dict[str, Task] = {
+    "kermany-cxr": Task(
+        folder="kermany-cxr",
+        title="Chest X-ray: normal vs pneumonia",
+        intended_use=(
+            "Research and education: flags pneumonia-like opacities on a frontal paediatric chest radiograph "
+            "(trained on Kermany et al. 2018, children aged 1-5). Not for diagnostic use."
+        ),
+        modalities=("CR", "DX"),
+        body_parts=("CHEST", "THORAX", "LUNG"),
+        positive="pneumonia",
+        labels=("normal", "pneumonia"),
+    ),
+    "pneumoniamnist": Task(
+        folder=None, medmnist_flag="pneumoniamnist", title="PneumoniaMNIST benchmark",
+        intended_use="Benchmark model (MedMNIST v2 PneumoniaMNIST). Not for diagnostic use.",
+        modalities=("CR", "DX"), body_parts=("CHEST", "THORAX", "LUNG"), positive="pneumonia"),
+    "breastmnist": Task(
+        folder=None, medmnist_flag="breastmnist", title="BreastMNIST benchmark", modality="ultrasound",
+        intended_use="Benchmark model (MedMNIST v2 BreastMNIST). Not for diagnostic use.",
+        modalities=("US",), body_parts=("BREAST",), positive="normal, benign"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``medimg train`` (defaults in one place).
+
+    Attributes
+    ----------
+    task : str
+        Key of :data:`TASKS`.
+    arch : str
+        Registry architecture.
+    input_size : int
+        Square input side in pixels.
+    epochs, batch_size, lr, weight_decay, patience, seed : training hyper-parameters
+        ``patience``: epochs without a better validation AUROC before stopping.
+    label_smoothing : float
+    class_weighting : bool
+        Weight the loss by inverse class frequency.
+    out : str
+        Output folder for weights, spec, report and log.
+    name : str, optional
+        File stem; ``<task>_<arch>_<size>`` by default.
+    limit : int, optional
+        Use only the first N images per split (quick checks).
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    num_threads : int, optional
+        torch CPU threads.
+    """
+
+    task: str = "kermany-cxr"
+    arch: str = "resnet18"
+    input_size: int = 128
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 8
+    seed: int = 0
+    label_smoothing: float = 0.0
+    class_weighting: bool = True
+    out: str = "weights"
+    name: str | None = None
+    limit: int | None = None
+    device: str = "auto"
+    num_threads: int | None = None
+    mean: tuple[float, ...] = field(default=(0.5,))
+    std: tuple[float, ...] = field(default=(0.25,))
+
+    @property
+    def stem(self) -> str:
+        return self.name or f"{self.task.replace('-', '_')}_{self.arch}_{self.input_size}"
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, config: PreprocessConfig, device: torch.device,
+                   batch_size: int = 256) -> np.ndarray:
+    """Logits for preprocessed [0, 1] images.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float32 tensor in [0, 1]
+    config : PreprocessConfig
+        Supplies mean/std for normalisation.
+
+    Returns
+    -------
+    (N, K) float32 ndarray
+    """
+    mean = torch.tensor(config.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(config.std, device=device).view(1, -1, 1, 1)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = (x[i : i + batch_size].to(device) - mean) / std
+        out.append(model(xb).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature T > 0 minimising the validation NLL of ``softmax(logits / T)`` (Guo et al., ICML 2017).
+
+    Parameters
+    ----------
+    logits : (N, K) float ndarray
+    y : (N,) int ndarray
+
+    Returns
+    -------
+    float, clipped to [0.05, 20]
+    """
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    t = torch.as_tensor(y, dtype=torch.int64)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(z / log_t.exp(), t)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(np.clip(log_t.exp().item(), 0.05, 20.0))
+
+
+def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+                     best_state: dict[str, torch.Tensor] | None, meta: dict[str, Any]) -> None:
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    osd = opt.state_dict()
+    for idx, st in osd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{idx}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    meta = dict(meta, param_groups=osd["param_groups"], scheduler=sched.state_dict())
+    tmp = path.with_suffix(".tmp")
+    st_save_file(tensors, str(tmp))
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(meta, default=float) + "\n")
+
+
+def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any
+                     ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+    tensors = st_load_file(str(path))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    sched.load_state_dict(meta["scheduler"])
+    return best, meta
+
+
+def _load_task_split(cfg: TrainConfig, task: Task, split: str, pp: PreprocessConfig) -> mdata.SplitArrays:
+    if task.medmnist_flag:
+        return mdata.load_medmnist_split(task.medmnist_flag, split, pp)
+    return mdata.load_manifest_split(mdata.data_root() / task.folder, split, pp, labels=task.labels, limit=cfg.limit)
+
+
+def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
+    """Train, calibrate, evaluate on the test split and write weights, spec, EvalReport and log.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    argv : list of str, optional
+        The command line, recorded in the spec.
+
+    Returns
+    -------
+    ModelSpec
+        The written spec (with sha256 and test metrics).
+
+    Notes
+    -----
+    Writes ``<out>/<stem>.safetensors``, ``.json`` (ModelSpec), ``.eval.json`` (test EvalReport),
+    ``.log.json`` (per-epoch loss/metrics) and a resumable ``<stem>.ckpt.safetensors`` (removed at the end).
+    Re-running the same command resumes from the checkpoint.
+    """
+    task = TASKS[cfg.task]
+    device = choose_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = cfg.stem
+    pp = PreprocessConfig(input_size=(cfg.input_size, cfg.input_size), in_chans=len(cfg.mean), mean=cfg.mean, std=cfg.std)
+    t0 = time.time()
+    splits = {s: _load_task_split(cfg, task, s, pp) for s in ("train", "val", "test")}
+    labels = splits["train"].labels
+    log.info("data loaded in %.1fs: %s", time.time() - t0, {s: len(a.y) for s, a in splits.items()})
+    pos = labels.index(task.positive) if task.positive in labels and len(labels) == 2 else None
+
+    model = create_model(cfg.arch, pp.in_chans, len(labels)).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    counts = torch.bincount(splits["train"].y, minlength=len(labels)).float()
+    weight = (counts.sum() / (len(labels) * counts.clamp(min=1))) if cfg.class_weighting else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None,
+                                  label_smoothing=cfg.label_smoothing)
+    g = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality)),
+                        batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=True,
+                        num_workers=0 if device.type == "cpu" else 8, persistent_workers=device.type != "cpu")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_total = cfg.epochs * len(loader)
+    warm = max(1, len(loader))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps_total) / steps_total)))
+
+    ckpt = out / f"{stem}.ckpt.safetensors"
+    history: list[dict[str, Any]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_auroc, best_epoch, start_epoch, elapsed_before = -1.0, -1, 0, 0.0
+    if ckpt.exists():
+        best_state, meta = _load_checkpoint(ckpt, model, opt, sched)
+        history, best_auroc, best_epoch = meta["history"], meta["best_auroc"], meta["best_epoch"]
+        start_epoch, elapsed_before = meta["epoch"] + 1, meta.get("elapsed", 0.0)
+        g.manual_seed(cfg.seed + start_epoch)
+        log.info("resumed from epoch %d (best val AUROC %.4f)", start_epoch, best_auroc)
+    t_train = time.time()
+    amp = device.type == "cuda"
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        total, n = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=sys.stderr,
+                   disable=None, mininterval=5.0)
+        for xb, yb in bar:
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            if device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(model(xb).float(), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(yb)
+            n += len(yb)
+            bar.set_postfix(loss=f"{total / n:.4f}")
+        model.eval()
+        val_logits = predict_logits(model, splits["val"].x, pp, device)
+        vm = compute_metrics(splits["val"].y.numpy(), softmax(val_logits), pos)
+        val_loss = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), splits["val"].y).item())
+        row = {"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_loss": val_loss,
+               "val_accuracy": vm["accuracy"], "val_auroc": vm.get("auroc", float("nan")),
+               "lr": sched.get_last_lr()[0], "seconds": time.time() - t_train + elapsed_before}
+        history.append(row)
+        improved = row["val_auroc"] > best_auroc
+        if improved:
+            best_auroc, best_epoch = row["val_auroc"], epoch + 1
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val AUROC %.4f%s", epoch + 1,
+                 row["train_loss"], val_loss, row["val_accuracy"], row["val_auroc"], " *" if improved else "")
+        _save_checkpoint(ckpt, model, opt, sched, best_state,
+                         {"epoch": epoch, "history": history, "best_auroc": best_auroc, "best_epoch": best_epoch,
+                          "elapsed": time.time() - t_train + elapsed_before, "config": asdict(cfg)})
+        (out / f"{stem}.log.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
+        if epoch + 1 - best_epoch >= cfg.patience:
+            log.info("early stop: no better validation AUROC for %d epochs", cfg.patience)
+            break
+    wall = time.time() - t_train + elapsed_before
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    val_logits = predict_logits(model, splits["val"].x, pp, device)
+    temperature = fit_temperature(val_logits, splits["val"].y.numpy())
+    test_logits = predict_logits(model, splits["test"].x, pp, device)
+    probs = softmax(test_logits, temperature)
+    report = EvalReport.build(stem, "test", list(labels), splits["test"].y.numpy(), probs, splits["test"].ids, pos)
+    uncal = compute_metrics(splits["test"].y.numpy(), softmax(test_logits), pos)
+    data_ref = (f"medmnist:{task.medmnist_flag}" if task.medmnist_flag else f"shared/data/{task.folder}")
+    data_sum = (mdata.manifest_checksum(mdata.data_root() / task.folder) if task.folder else "medmnist md5 (package INFO)")
+    summary = {k: v for k, v in report.metrics.items() if k not in ("confusion_matrix",)}
+    summary["ece_uncalibrated"] = uncal["ece"]
+    spec = ModelSpec(
+        name=stem, title=f"{task.title} ({cfg.arch}, {cfg.input_size} px)", architecture=cfg.arch,
+        labels=tuple(labels), preprocess=pp, intended_use=task.intended_use, modalities=task.modalities,
+        body_parts=task.body_parts, positive_label=pos, temperature=temperature, threshold=None,
+        cam_layer=DEFAULT_CAM_LAYER.get(cfg.arch, ""),
+        training={"command": "medimg train " + " ".join(shlex.quote(a) for a in (argv or [])),
+                  "data": data_ref, "data_checksum_sha256_manifest": data_sum, "seed": cfg.seed,
+                  "epochs_run": len(history), "best_epoch": best_epoch, "best_val_auroc": best_auroc,
+                  "wall_seconds": round(wall, 1), "device": str(device), "torch": torch.__version__,
+                  "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
+        metrics={"test": summary},
+    )
+    spec = save_weights(model, spec, out)
+    report.save(out / f"{stem}.eval.json")
+    for p in (ckpt, ckpt.with_suffix(".json")):
+        p.unlink(missing_ok=True)
+    log.info("wrote %s: test accuracy %.4f, AUROC %.4f, T=%.3f", stem, summary["accuracy"],
+             summary.get("auroc", float("nan")), temperature)
+    return spec
