@@ -27,7 +27,7 @@ from medimg.preprocess import run as preprocess_run
 from medimg.spec import PreprocessConfig
 
 __all__ = ["data_root", "read_manifest", "SplitArrays", "load_manifest_split", "load_medmnist_split",
-           "image_from_array", "augmentation", "AugmentedDataset", "manifest_checksum"]
+           "image_from_array", "augmentation", "AugmentedDataset", "GlobalBatchSampler", "manifest_checksum"]
 
 
 def data_root() -> Path:
@@ -90,7 +90,8 @@ def load_manifest_split(folder: str | Path, split: str, config: PreprocessConfig
     labels : sequence of str, optional
         Label order; sorted unique labels of the manifest by default.
     limit : int, optional
-        Keep only the first ``limit`` rows of the split (for quick checks).
+        Keep only ``limit`` rows of the split, evenly spaced through the manifest so every class is present
+        (for quick checks).
 
     Raises
     ------
@@ -102,8 +103,8 @@ def load_manifest_split(folder: str | Path, split: str, config: PreprocessConfig
     labels = tuple(labels) if labels is not None else tuple(sorted({r["label"] for r in rows}))
     index = {name: i for i, name in enumerate(labels)}
     rows = [r for r in rows if r["split"] == split]
-    if limit is not None:
-        rows = rows[:limit]
+    if limit is not None and limit < len(rows):
+        rows = rows[:: len(rows) // limit][:limit]
     images, ys, ids = [], [], []
     for r in rows:
         try:
@@ -167,12 +168,23 @@ def augmentation(modality: str = "radiograph") -> v2.Transform:
 
 
 class AugmentedDataset(Dataset):
-    """(x, y) pairs from a :class:`SplitArrays`, augmented then normalised by the spec's mean/std."""
+    """(x, y) pairs from a :class:`SplitArrays`, augmented then normalised by the spec's mean/std.
 
-    def __init__(self, arrays: SplitArrays, config: PreprocessConfig, transform: v2.Transform | None = None):
+    The augmentation of sample ``i`` in epoch ``e`` is drawn from an RNG seeded by ``(seed, e, i)``, so it is
+    the same whichever process or worker loads the sample (1 process or N under torchrun give the same data).
+    Call :meth:`set_epoch` at the start of each epoch.
+    """
+
+    def __init__(self, arrays: SplitArrays, config: PreprocessConfig, transform: v2.Transform | None = None,
+                 seed: int = 0):
         self.x, self.y, self.transform = arrays.x, arrays.y, transform
         self.mean = torch.tensor(config.mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(config.std, dtype=torch.float32).view(-1, 1, 1)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of ``epoch``."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.y)
@@ -180,5 +192,43 @@ class AugmentedDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.x[i]
         if self.transform is not None:
-            x = self.transform(x).clamp_(0.0, 1.0)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(i))
+                x = self.transform(x).clamp_(0.0, 1.0)
         return (x - self.mean) / self.std, self.y[i]
+
+
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """Seeded global batches split across ranks: rank ``r`` of ``w`` gets ``batch[r::w]``.
+
+    With N processes the union of the ranks' batches at each step is exactly the single-process batch, so
+    data-parallel training sees the same data as one process (the basis of the 1-vs-N equivalence test).
+
+    Parameters
+    ----------
+    n : int
+        Dataset length.
+    batch_size : int
+        Global batch size (must be divisible by ``world_size``).
+    seed : int
+    rank, world_size : int
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by the {world_size} processes")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __iter__(self):  # noqa: ANN204
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        for b in range(len(self)):
+            batch = perm[b * self.batch_size : (b + 1) * self.batch_size]
+            yield batch[self.rank :: self.world]

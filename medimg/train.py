@@ -1,7 +1,9 @@
 """Training: weighted cross-entropy, AdamW with a cosine schedule, early stopping on validation AUROC,
 temperature scaling on the validation split, resumable safetensors checkpoints, a JSON log per epoch.
 
-Mixed precision (bf16 autocast) and channels_last on CUDA; fixed seeds; deterministic on CPU.
+Mixed precision (bf16 autocast) and channels_last on CUDA; fixed seeds; deterministic on CPU. Under
+``torchrun --nproc_per_node=N`` it runs DistributedDataParallel (NCCL on CUDA, gloo on CPU) over the same
+global batches as one process (see :class:`medimg.data.GlobalBatchSampler`); rank 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shlex
 import sys
 import time
@@ -18,9 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save_file as st_save_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -237,11 +242,22 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     Re-running the same command resumes from the checkpoint.
     """
     task = TASKS[cfg.task]
-    device = choose_device(cfg.device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    distributed = world > 1
+    if distributed:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
+        device = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    else:
+        device = choose_device(cfg.device)
+    main_process = rank == 0
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = cfg.stem
@@ -252,18 +268,19 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     log.info("data loaded in %.1fs: %s", time.time() - t0, {s: len(a.y) for s, a in splits.items()})
     pos = labels.index(task.positive) if task.positive in labels and len(labels) == 2 else None
 
-    model = create_model(cfg.arch, pp.in_chans, len(labels)).to(device)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in a single process
+    net = create_model(cfg.arch, pp.in_chans, len(labels)).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)
+    model: nn.Module = DDP(net, device_ids=[device.index] if device.type == "cuda" else None) if distributed else net
     counts = torch.bincount(splits["train"].y, minlength=len(labels)).float()
-    weight = (counts.sum() / (len(labels) * counts.clamp(min=1))) if cfg.class_weighting else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None,
-                                  label_smoothing=cfg.label_smoothing)
-    g = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality)),
-                        batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=True,
-                        num_workers=0 if device.type == "cpu" else 8, persistent_workers=device.type != "cpu")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weight = (counts.sum() / (len(labels) * counts.clamp(min=1))) if cfg.class_weighting else torch.ones(len(labels))
+    weight = weight.to(device)
+    dataset = mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality), seed=cfg.seed)
+    sampler = mdata.GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0 if device.type == "cpu" else 8,
+                        persistent_workers=device.type != "cpu")
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_total = cfg.epochs * len(loader)
     warm = max(1, len(loader))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -274,59 +291,80 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     best_state: dict[str, torch.Tensor] | None = None
     best_auroc, best_epoch, start_epoch, elapsed_before = -1.0, -1, 0, 0.0
     if ckpt.exists():
-        best_state, meta = _load_checkpoint(ckpt, model, opt, sched)
+        best_state, meta = _load_checkpoint(ckpt, net, opt, sched)
         history, best_auroc, best_epoch = meta["history"], meta["best_auroc"], meta["best_epoch"]
         start_epoch, elapsed_before = meta["epoch"] + 1, meta.get("elapsed", 0.0)
-        g.manual_seed(cfg.seed + start_epoch)
         log.info("resumed from epoch %d (best val AUROC %.4f)", start_epoch, best_auroc)
     t_train = time.time()
     amp = device.type == "cuda"
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
         total, n = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=sys.stderr,
-                   disable=None, mininterval=5.0)
+                   disable=None if main_process else True, mininterval=5.0)
         for xb, yb in bar:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = loss_fn(model(xb).float(), yb)
+                logits = model(xb).float()
+            # weighted cross-entropy, normalised by the GLOBAL batch's weight sum so that N processes
+            # (whose gradients DDP averages) optimise exactly the single-process loss
+            per_sample = nn.functional.cross_entropy(logits, yb, weight=weight, reduction="none",
+                                                     label_smoothing=cfg.label_smoothing)
+            denom = weight[yb].sum().detach()
+            if distributed:
+                dist.all_reduce(denom)
+            loss = per_sample.sum() / denom * world
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(yb)
-            n += len(yb)
-            bar.set_postfix(loss=f"{total / n:.4f}")
+            total += loss.item() / world  # this rank's share of the global batch's mean loss
+            n += 1
+            bar.set_postfix(loss=f"{total * world / n:.4f}")
+        if distributed:
+            t = torch.tensor([total], dtype=torch.float64, device=device)
+            dist.all_reduce(t)
+            total = float(t.item())
+        else:
+            total = total * world
         model.eval()
-        val_logits = predict_logits(model, splits["val"].x, pp, device)
+        val_logits = predict_logits(net, splits["val"].x, pp, device)
         vm = compute_metrics(splits["val"].y.numpy(), softmax(val_logits), pos)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), splits["val"].y).item())
-        row = {"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_loss": val_loss,
+        row = {"epoch": epoch + 1, "train_loss": total / max(n, 1e-12), "val_loss": val_loss,
                "val_accuracy": vm["accuracy"], "val_auroc": vm.get("auroc", float("nan")),
                "lr": sched.get_last_lr()[0], "seconds": time.time() - t_train + elapsed_before}
         history.append(row)
         improved = row["val_auroc"] > best_auroc
         if improved:
             best_auroc, best_epoch = row["val_auroc"], epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val AUROC %.4f%s", epoch + 1,
-                 row["train_loss"], val_loss, row["val_accuracy"], row["val_auroc"], " *" if improved else "")
-        _save_checkpoint(ckpt, model, opt, sched, best_state,
-                         {"epoch": epoch, "history": history, "best_auroc": best_auroc, "best_epoch": best_epoch,
-                          "elapsed": time.time() - t_train + elapsed_before, "config": asdict(cfg)})
-        (out / f"{stem}.log.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        if main_process:
+            log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val AUROC %.4f%s", epoch + 1,
+                     row["train_loss"], val_loss, row["val_accuracy"], row["val_auroc"], " *" if improved else "")
+            _save_checkpoint(ckpt, net, opt, sched, best_state,
+                             {"epoch": epoch, "history": history, "best_auroc": best_auroc, "best_epoch": best_epoch,
+                              "elapsed": time.time() - t_train + elapsed_before, "config": asdict(cfg)})
+            (out / f"{stem}.log.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
         if epoch + 1 - best_epoch >= cfg.patience:
             log.info("early stop: no better validation AUROC for %d epochs", cfg.patience)
             break
     wall = time.time() - t_train + elapsed_before
     if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    val_logits = predict_logits(model, splits["val"].x, pp, device)
+        net.load_state_dict(best_state)
+    net.eval()
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+        if not main_process:
+            return None  # type: ignore[return-value]
+    val_logits = predict_logits(net, splits["val"].x, pp, device)
     temperature = fit_temperature(val_logits, splits["val"].y.numpy())
-    test_logits = predict_logits(model, splits["test"].x, pp, device)
+    test_logits = predict_logits(net, splits["test"].x, pp, device)
     probs = softmax(test_logits, temperature)
     report = EvalReport.build(stem, "test", list(labels), splits["test"].y.numpy(), probs, splits["test"].ids, pos)
     uncal = compute_metrics(splits["test"].y.numpy(), softmax(test_logits), pos)
@@ -342,11 +380,11 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         training={"command": "medimg train " + " ".join(shlex.quote(a) for a in (argv or [])),
                   "data": data_ref, "data_checksum_sha256_manifest": data_sum, "seed": cfg.seed,
                   "epochs_run": len(history), "best_epoch": best_epoch, "best_val_auroc": best_auroc,
-                  "wall_seconds": round(wall, 1), "device": str(device), "torch": torch.__version__,
-                  "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
+                  "wall_seconds": round(wall, 1), "device": str(device), "processes": world,
+                  "torch": torch.__version__, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
         metrics={"test": summary},
     )
-    spec = save_weights(model, spec, out)
+    spec = save_weights(net, spec, out)
     report.save(out / f"{stem}.eval.json")
     for p in (ckpt, ckpt.with_suffix(".json")):
         p.unlink(missing_ok=True)
