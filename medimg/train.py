@@ -221,6 +221,21 @@ def _load_task_split(cfg: TrainConfig, task: Task, split: str, pp: PreprocessCon
     return mdata.load_manifest_split(mdata.data_root() / task.folder, split, pp, labels=task.labels, limit=cfg.limit)
 
 
+def _code_version() -> str:
+    """The git commit of the code that trains (``"unknown"`` outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5, check=False)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5,
+                               check=False)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     """Train, calibrate, evaluate on the test split and write weights, spec, EvalReport and log.
 
@@ -381,7 +396,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                   "data": data_ref, "data_checksum_sha256_manifest": data_sum, "seed": cfg.seed,
                   "epochs_run": len(history), "best_epoch": best_epoch, "best_val_auroc": best_auroc,
                   "wall_seconds": round(wall, 1), "device": str(device), "processes": world,
-                  "torch": torch.__version__, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
+                  "torch": torch.__version__, "code_commit": _code_version(), "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
         metrics={"test": summary},
     )
     spec = save_weights(net, spec, out)
