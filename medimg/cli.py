@@ -17,8 +17,11 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = TrainConfig(task=args.task, arch=args.arch, input_size=args.size, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
                       seed=args.seed, label_smoothing=args.label_smoothing, class_weighting=not args.no_class_weights,
-                      out=args.out, name=args.name, limit=args.limit, device=args.device, num_threads=args.threads)
+                      out=args.out, name=args.name, limit=args.limit, device=args.device, num_threads=args.threads,
+                      ema_decay=None if args.ema_decay <= 0 else args.ema_decay)
     spec = train(cfg, argv)
+    if spec is None:  # a non-zero rank under torchrun: rank 0 reports
+        return 0
     print(json.dumps({"name": spec.name, "test": spec.metrics.get("test", {})}, indent=1, default=str))
     return 0
 
@@ -62,7 +65,24 @@ def _explain(args: argparse.Namespace, argv: list[str]) -> int:
     result = cam(pred, r.preprocessed, target=None, method=args.method)
     rgb = overlay(img.display(), result.heatmap_original(img.shape[:2]), alpha=args.alpha)
     Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8)).save(args.out)
-    print(json.dumps({"file": args.file, "label": r.label, "probabilities": r.probabilities, "out": args.out}))
+    print(json.dumps({"file": args.file, "label": r.label, "probabilities": r.probabilities, "out": args.out,
+                      "method": result.method, "target": result.target_label, "layer": result.layer,
+                      "scale": result.scale, "note": "heat map min-max scaled per image (relative)"}))
+    return 0
+
+
+def _fit_gate(args: argparse.Namespace, argv: list[str]) -> int:
+    from medimg.gate import fit_gate
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    spec = fit_gate(args.model, quantile=args.quantile, n_components=args.components, device=args.device,
+                    limit=args.limit, out_of_scope=not args.no_out_of_scope)
+    d = spec.gate["distribution"]
+    print(json.dumps({"name": spec.name, "threshold": d["threshold"], "quantile": d["quantile"], **spec.gate["fit"]},
+                     indent=1))
     return 0
 
 
@@ -88,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=None, help="first N images per split (quick check)")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--ema-decay", type=float, default=0.995, help="weight EMA decay per step (0 = off)")
     t.set_defaults(fn=_train)
     e = sub.add_parser("evaluate", help="evaluate a model on a split and print metrics")
     e.add_argument("--model", required=True, help="path of the spec JSON")
@@ -108,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("file")
     x.set_defaults(fn=_explain)
+    g = sub.add_parser("fit-gate", help="fit the out-of-distribution gate of a model and store it in its spec")
+    g.add_argument("--model", required=True, help="path of the spec JSON (rewritten; weights unchanged)")
+    g.add_argument("--quantile", type=float, default=0.99, help="validation pass rate the limit is set to")
+    g.add_argument("--components", type=int, default=64, help="principal directions kept exactly")
+    g.add_argument("--limit", type=int, default=None, help="first N images per split (quick check)")
+    g.add_argument("--no-out-of-scope", action="store_true", help="skip the out-of-scope refusal rates")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.set_defaults(fn=_fit_gate)
     return p
 
 

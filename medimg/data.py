@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,18 +154,35 @@ def load_medmnist_split(flag: str, split: str, config: PreprocessConfig, size: i
     return SplitArrays(_stack(images), y, labels, [str(i) for i in range(len(images))])
 
 
+class RandomGamma(torch.nn.Module):
+    """Random gamma ``x ** g`` with ``log g`` uniform in ``[log lo, log hi]`` on [0, 1] tensors (exposure and
+    detector response curves differ between sites)."""
+
+    def __init__(self, lo: float = 0.7, hi: float = 1.4, p: float = 0.5) -> None:
+        super().__init__()
+        self.lo, self.hi, self.p = math.log(lo), math.log(hi), p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return x
+        g = math.exp(self.lo + (self.hi - self.lo) * float(torch.rand(())))
+        return x.clamp(0.0, 1.0) ** g
+
+
 def augmentation(modality: str = "radiograph") -> v2.Transform:
     """Training augmentation on (C, H, W) float32 [0, 1] tensors (torchvision.transforms.v2).
 
-    ``radiograph``: small rotations, shifts and zooms (patient positioning), brightness/contrast jitter
-    (exposure); no horizontal flip (the heart is on the left). ``ultrasound``/``mri``/``microscopy`` add flips.
+    ``radiograph``: rotations up to 10 degrees, shifts up to 8 %, zoom 0.85-1.15 (patient positioning),
+    brightness/contrast jitter, random gamma and mild blur (exposure, detector and processing differences
+    between sites); no horizontal flip (the heart is on the left). ``ultrasound``/``mri``/``microscopy`` add flips.
     """
-    geometric = v2.RandomAffine(degrees=8, translate=(0.06, 0.06), scale=(0.9, 1.1))
-    photometric = v2.ColorJitter(brightness=0.15, contrast=0.15)
+    geometric = v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.85, 1.15))
+    photometric = [v2.ColorJitter(brightness=0.25, contrast=0.25), RandomGamma(0.7, 1.4),
+                   v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.2))], p=0.25)]
     if modality == "radiograph":
-        return v2.Compose([geometric, photometric])
+        return v2.Compose([geometric, *photometric])
     flips = [v2.RandomHorizontalFlip()] + ([v2.RandomVerticalFlip()] if modality == "microscopy" else [])
-    return v2.Compose([*flips, geometric, photometric])
+    return v2.Compose([*flips, geometric, *photometric])
 
 
 class AugmentedDataset(Dataset):

@@ -26,6 +26,7 @@ from safetensors.torch import load_file as st_load_file
 from safetensors.torch import save_file as st_save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -106,6 +107,9 @@ class TrainConfig:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     num_threads : int, optional
         torch CPU threads.
+    ema_decay : float, optional
+        Keep an exponential moving average of the weights (and BatchNorm buffers) with this decay per step;
+        validation, checkpoint selection and the shipped weights use the average. None turns it off.
     """
 
     task: str = "kermany-cxr"
@@ -124,6 +128,7 @@ class TrainConfig:
     limit: int | None = None
     device: str = "auto"
     num_threads: int | None = None
+    ema_decay: float | None = 0.995
     mean: tuple[float, ...] = field(default=(0.5,))
     std: tuple[float, ...] = field(default=(0.25,))
 
@@ -184,8 +189,11 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-                     best_state: dict[str, torch.Tensor] | None, meta: dict[str, Any]) -> None:
+                     best_state: dict[str, torch.Tensor] | None, meta: dict[str, Any],
+                     ema: nn.Module | None = None) -> None:
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     if best_state is not None:
         tensors.update({f"best.{k}": v for k, v in best_state.items()})
     osd = opt.state_dict()
@@ -199,11 +207,13 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, s
     path.with_suffix(".json").write_text(json.dumps(meta, default=float) + "\n")
 
 
-def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any
-                     ) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+                     ema: nn.Module | None = None) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
     tensors = st_load_file(str(path))
     meta = json.loads(path.with_suffix(".json").read_text())
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if ema is not None:
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
     state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
@@ -296,6 +306,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0 if device.type == "cpu" else 8,
                         persistent_workers=device.type != "cpu")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = (AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay else None)
+    evaluated: nn.Module = ema.module if ema is not None else net  # what is validated, selected and shipped
     steps_total = cfg.epochs * len(loader)
     warm = max(1, len(loader))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -306,7 +319,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     best_state: dict[str, torch.Tensor] | None = None
     best_auroc, best_epoch, start_epoch, elapsed_before = -1.0, -1, 0, 0.0
     if ckpt.exists():
-        best_state, meta = _load_checkpoint(ckpt, net, opt, sched)
+        best_state, meta = _load_checkpoint(ckpt, net, opt, sched, ema)
         history, best_auroc, best_epoch = meta["history"], meta["best_auroc"], meta["best_epoch"]
         start_epoch, elapsed_before = meta["epoch"] + 1, meta.get("elapsed", 0.0)
         log.info("resumed from epoch %d (best val AUROC %.4f)", start_epoch, best_auroc)
@@ -337,6 +350,8 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(net)
             total += loss.item() / world  # this rank's share of the global batch's mean loss
             n += 1
             bar.set_postfix(loss=f"{total * world / n:.4f}")
@@ -347,7 +362,8 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         else:
             total = total * world
         model.eval()
-        val_logits = predict_logits(net, splits["val"].x, pp, device)
+        evaluated.eval()
+        val_logits = predict_logits(evaluated, splits["val"].x, pp, device)
         vm = compute_metrics(splits["val"].y.numpy(), softmax(val_logits), pos)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), splits["val"].y).item())
         row = {"epoch": epoch + 1, "train_loss": total / max(n, 1e-12), "val_loss": val_loss,
@@ -357,13 +373,13 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         improved = row["val_auroc"] > best_auroc
         if improved:
             best_auroc, best_epoch = row["val_auroc"], epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
         if main_process:
             log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val AUROC %.4f%s", epoch + 1,
                      row["train_loss"], val_loss, row["val_accuracy"], row["val_auroc"], " *" if improved else "")
             _save_checkpoint(ckpt, net, opt, sched, best_state,
                              {"epoch": epoch, "history": history, "best_auroc": best_auroc, "best_epoch": best_epoch,
-                              "elapsed": time.time() - t_train + elapsed_before, "config": asdict(cfg)})
+                              "elapsed": time.time() - t_train + elapsed_before, "config": asdict(cfg)}, ema)
             (out / f"{stem}.log.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
         if epoch + 1 - best_epoch >= cfg.patience:
             log.info("early stop: no better validation AUROC for %d epochs", cfg.patience)
