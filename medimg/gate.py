@@ -2,20 +2,39 @@
 
 Each check gives a verdict with a reason a clinician can read. A failed check does not block the user: the
 app shows the reason and lets the user proceed, keeping the warning beside the result.
+
+Checks without the network (:func:`check_image`): DICOM modality and body part, colour, size, blank content.
+The out-of-distribution check (:func:`check_distribution`): the Mahalanobis distance of the image's
+penultimate-layer features to the training features (see :mod:`medimg.calibrate`), against a limit set on the
+validation split; :func:`fit_gate` (``medimg fit-gate``) fits it and stores it in the spec's ``gate`` dict.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medimg.calibrate import DistributionModel, conformal_threshold
+from medimg.errors import MedimgError, SpecError
 from medimg.io.image import MedicalImage
 from medimg.preprocess import MIN_INPUT_SIDE, Preprocessed
 from medimg.spec import ModelSpec
 
-__all__ = ["GateCheck", "GateVerdict", "check_image"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from medimg.predict import Predictor
+
+__all__ = ["GateCheck", "GateVerdict", "check_image", "check_distribution", "penultimate_features", "fit_gate",
+           "FEATURE_LAYERS"]
+
+log = logging.getLogger(__name__)
 
 #: Display-range standard deviation under which an image counts as blank / near-constant.
 BLANK_STD = 0.01
@@ -112,3 +131,286 @@ def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list
     else:
         checks.append(GateCheck("content", True, "The image has visible content.", std))
     return checks
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Out-of-distribution check
+
+#: What :func:`penultimate_features` returns per architecture (the classifier head's input).
+FEATURE_LAYERS = {
+    "smallcnn": "pool (global average of features.relu3)",
+    "resnet18": "avgpool (global average of layer4)",
+    "resnet34": "avgpool (global average of layer4)",
+    "densenet121": "global average of relu(features.norm5)",
+    "efficientnet_b0": "avgpool (global average of features.8)",
+    "mobilenet_v3_small": "avgpool (global average of features.12)",
+}
+
+#: How the fitted gate names the training images in its reasons, per training task.
+_DOMAINS = {"kermany-cxr": "paediatric chest radiographs", "pneumoniamnist": "paediatric chest radiographs",
+            "breastmnist": "breast ultrasound images"}
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -> torch.Tensor:
+    """The globally pooled features the classifier head sees, by an architecture-aware forward.
+
+    Calls the model's own submodules in the order of its ``forward`` up to the head, so it shares every
+    parameter, registers no hooks and changes no state (the model may be shared by concurrent sessions).
+    Call it under ``torch.inference_mode()`` on a model in eval mode.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Built by :func:`medimg.models.create_model` for ``architecture``.
+    x : (N, C, H, W) float32 tensor
+        Normalised model input.
+    architecture : str
+        Key of :data:`FEATURE_LAYERS`.
+
+    Returns
+    -------
+    (N, D) float tensor
+        D = 64 (smallcnn), 512 (resnet18/34), 1024 (densenet121), 1280 (efficientnet_b0), 576 (mobilenet_v3_small).
+
+    Raises
+    ------
+    SpecError
+        Architecture without a known feature layer.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    m: Any = model
+    if architecture == "smallcnn":
+        return m.pool(m.features(x)).flatten(1)  # (N, 4w)
+    if architecture in ("resnet18", "resnet34"):
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))  # (N, 64, H/4, W/4)
+        x = m.layer4(m.layer3(m.layer2(m.layer1(x))))  # (N, 512, H/32, W/32)
+        return torch.flatten(m.avgpool(x), 1)  # (N, 512)
+    if architecture == "densenet121":
+        return torch.flatten(F.adaptive_avg_pool2d(F.relu(m.features(x)), 1), 1)  # (N, 1024)
+    if architecture in ("efficientnet_b0", "mobilenet_v3_small"):
+        return torch.flatten(m.avgpool(m.features(x)), 1)  # (N, 1280) / (N, 576)
+    raise SpecError(f"No out-of-distribution feature layer is known for architecture {architecture!r}.")
+
+
+def _distribution_state(predictor: Predictor) -> tuple[DistributionModel, dict[str, Any]] | None:
+    """The parsed gate of ``predictor.spec``, cached on the predictor (model statistics only, no patient data)."""
+    spec = predictor.spec
+    cached = predictor.__dict__.get("_ood_state")
+    if cached is not None and cached[0] is spec:
+        return cached[1]
+    lock = predictor.__dict__.get("_gate_lock")
+    if lock is None:
+        state = _parse_distribution(spec)
+    else:
+        with lock:
+            cached = predictor.__dict__.get("_ood_state")
+            if cached is not None and cached[0] is spec:
+                return cached[1]
+            state = _parse_distribution(spec)
+    predictor.__dict__["_ood_state"] = (spec, state)
+    return state
+
+
+def _parse_distribution(spec: ModelSpec) -> tuple[DistributionModel, dict[str, Any]] | None:
+    d = spec.gate.get("distribution") if isinstance(spec.gate, dict) else None
+    if not d:
+        return None
+    if not isinstance(d, dict):
+        raise SpecError(f"The gate of {spec.name} is malformed (distribution is not an object).")
+    model = DistributionModel.from_dict(d.get("model", {}))
+    try:
+        threshold, quantile = float(d["threshold"]), float(d["quantile"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise SpecError(f"The gate of {spec.name} has no valid threshold/quantile.") from err
+    if not (threshold > 0 and 0 < quantile < 1):
+        raise SpecError(f"The gate of {spec.name} has an invalid threshold {threshold} or quantile {quantile}.")
+    return model, {"threshold": threshold, "quantile": quantile,
+                   "domain": str(d.get("domain", "images")), "architecture": spec.architecture}
+
+
+def _features(predictor: Predictor, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, C, H, W) float32 normalised inputs -> (N, D) float64 features (batched, no hooks)."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(np.ascontiguousarray(x[i : i + batch_size]), dtype=torch.float32)
+            f = penultimate_features(predictor.model, xb.to(predictor.device), predictor.spec.architecture)
+            out.append(f.double().cpu().numpy())
+    dim = out[0].shape[1] if out else 0
+    return np.concatenate(out) if out else np.zeros((0, dim))
+
+
+def _limit_text(quantile: float) -> str:
+    return f"{quantile * 100:g} %"
+
+
+def check_distribution(predictor: Predictor, pre: Preprocessed) -> list[GateCheck]:
+    """Out-of-distribution check: is the image like the images the model was trained on?
+
+    Parameters
+    ----------
+    predictor : medimg.predict.Predictor
+        Its ``spec.gate["distribution"]`` holds the statistics fitted by :func:`fit_gate`.
+    pre : Preprocessed
+        The image's preprocessing for this model.
+
+    Returns
+    -------
+    list of GateCheck
+        One ``"distribution"`` check: failed when the Mahalanobis distance is above the limit set on the
+        validation split, ``value`` = the distance; passed with "not checked" when no gate was fitted.
+
+    Raises
+    ------
+    SpecError
+        The spec's gate parameters are malformed.
+    """
+    state = _distribution_state(predictor)
+    if state is None:
+        return [GateCheck("distribution", True, "No out-of-distribution check is fitted for this model; "
+                          "not checked.")]
+    model, info = state
+    feats = _features(predictor, pre.model_input[None])
+    if feats.shape[1] != model.feature_dim:
+        raise SpecError(f"The gate of {predictor.spec.name} was fitted on {model.feature_dim} features, the model "
+                        f"gives {feats.shape[1]}: run `medimg fit-gate` again.")
+    dist = float(model.score(feats)[0])
+    limit, q, domain = info["threshold"], info["quantile"], info["domain"]
+    if not np.isfinite(dist):
+        return [GateCheck("distribution", False, "The out-of-distribution score could not be computed.", dist)]
+    if dist <= limit:
+        return [GateCheck("distribution", True, f"The image resembles the {domain} the model was trained on "
+                          f"(distance {dist:.1f}; {_limit_text(q)} limit {limit:.1f}).", round(dist, 3))]
+    return [GateCheck("distribution", False, f"This image looks unlike the {domain} the model was trained on "
+                      f"(distance {dist:.0f} vs {_limit_text(q)} limit {limit:.0f}; {_limit_text(q)} of validation "
+                      "images are within the limit). The prediction may be meaningless.", round(dist, 3))]
+
+
+def _flag_rates(predictor: Predictor, model: DistributionModel, threshold: float,
+                images: Any, batch_size: int = 64) -> dict[str, Any]:
+    """Stream one reference set through preprocessing, :func:`check_image` and the distance."""
+    from medimg.calibrate import Unreadable
+    from medimg.preprocess import run as preprocess_run
+
+    spec = predictor.spec
+    xs: list[np.ndarray] = []
+    other_fail: list[bool] = []
+    unprocessable = 0
+    unreadable: dict[str, int] = {}
+    for img in images:
+        if isinstance(img, Unreadable):
+            unreadable[img.reason] = unreadable.get(img.reason, 0) + 1
+            continue
+        try:
+            pre = preprocess_run(img, spec.preprocess)
+        except MedimgError:
+            unprocessable += 1
+            continue
+        other_fail.append(not all(c.passed for c in check_image(img, pre, spec)))
+        xs.append(pre.model_input)
+    n = len(xs)
+    skipped = {"unprocessable": unprocessable, **({"unreadable": unreadable} if unreadable else {})}
+    if n == 0:
+        return {"n": 0, **skipped}
+    dist = model.score(_features(predictor, np.stack(xs), batch_size))
+    ood = dist > threshold
+    return {"n": n, "ood_flag_rate": round(float(ood.mean()), 4),
+            "gate_flag_rate": round(float((ood | np.asarray(other_fail)).mean()), 4),
+            "median_distance": round(float(np.median(dist)), 2), "min_distance": round(float(dist.min()), 2),
+            **skipped}
+
+
+def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int = 64, device: str = "auto",
+             limit: int | None = None, out_of_scope: bool = True, n_out_of_scope: int = 100,
+             domain: str | None = None, batch_size: int = 64) -> ModelSpec:
+    """Fit the out-of-distribution check of a trained model and write it into its spec.
+
+    Training-split features give the class means and the shared shrunk covariance; the limit is the
+    split-conformal ``quantile`` of the validation-split distances (:func:`medimg.calibrate.conformal_threshold`),
+    so about ``quantile`` of in-distribution images pass; the test split measures the pass rate actually
+    reached, and out-of-scope reference sets (:func:`medimg.calibrate.out_of_scope_sets`) the refusal rates.
+    Rewriting the spec JSON leaves the weights file and its sha256 unchanged.
+
+    Parameters
+    ----------
+    spec_path : path
+        ``weights/<name>.json``; the weights are loaded sha256-checked.
+    quantile : float in (0, 1)
+        Target in-distribution pass rate on the validation split.
+    n_components : int
+        Principal directions of the shared covariance kept exactly (the rest share one variance).
+    device : str
+    limit : int, optional
+        First N images per split (quick checks and tests).
+    out_of_scope : bool
+        Measure refusal rates on the out-of-scope sets (and the adult chest DICOMs, reported separately).
+    n_out_of_scope : int
+        Images per out-of-scope data set.
+    domain : str, optional
+        How reasons name the training images; from the training task by default.
+
+    Returns
+    -------
+    ModelSpec
+        The spec as written, with ``gate["distribution"]`` (statistics, threshold, quantile, domain) and
+        ``gate["fit"]`` (pass rates, refusal rates, sizes, timing).
+    """
+    from medimg.calibrate import near_scope_sets, out_of_scope_sets
+    from medimg.predict import Predictor
+    from medimg.spec import save_spec
+    from medimg.train import TASKS, TrainConfig, _load_task_split
+
+    t0 = time.time()
+    spec_path = Path(spec_path)
+    predictor = Predictor.from_spec(spec_path, device=device)
+    spec = predictor.spec
+    task_key = spec.training.get("config", {}).get("task", "kermany-cxr")
+    task = TASKS[task_key]
+    mean = np.asarray(spec.preprocess.mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(spec.preprocess.std, np.float32).reshape(1, -1, 1, 1)
+    feats, labels = {}, {}
+    for split in ("train", "val", "test"):
+        arrays = _load_task_split(TrainConfig(task=task_key, limit=limit), task, split, spec.preprocess)
+        feats[split] = _features(predictor, ((arrays.x.numpy() - mean) / std).astype(np.float32), batch_size)
+        labels[split] = arrays.y.numpy()
+        log.info("fit-gate: %s features %s", split, feats[split].shape)
+    model = DistributionModel.fit(feats["train"], labels["train"], n_components)
+    model = DistributionModel.from_dict(model.to_dict())  # score with exactly what is stored
+    val_d, test_d = model.score(feats["val"]), model.score(feats["test"])
+    threshold = conformal_threshold(val_d, quantile)
+    test_pass = test_d <= threshold
+    per_class = {spec.labels[c]: round(float(test_pass[labels["test"] == c].mean()), 4)
+                 for c in np.unique(labels["test"])}
+    fit: dict[str, Any] = {
+        "n": {s: len(f) for s, f in feats.items()}, "val_pass_rate": round(float((val_d <= threshold).mean()), 4),
+        "test_pass_rate": round(float(test_pass.mean()), 4), "test_pass_rate_per_class": per_class,
+        "train_median_distance": round(float(np.median(model.score(feats["train"]))), 2),
+        "val_median_distance": round(float(np.median(val_d)), 2),
+        "test_median_distance": round(float(np.median(test_d)), 2), "limit": None if limit is None else limit,
+    }
+    if out_of_scope:
+        fit["out_of_scope"] = {name: _flag_rates(predictor, model, threshold, images, batch_size)
+                               for name, images in out_of_scope_sets(n=n_out_of_scope)}
+        fit["near_scope"] = {name: _flag_rates(predictor, model, threshold, images, batch_size)
+                             for name, images in near_scope_sets()}
+    fit["seconds"] = round(time.time() - t0, 1)
+    distribution = {
+        "method": "mahalanobis: class-conditional Gaussians, shared Ledoit-Wolf covariance, top-k + isotropic rest",
+        "references": ["Lee et al., NeurIPS 2018", "Ledoit & Wolf 2004", "Tipping & Bishop 1999"],
+        "layer": FEATURE_LAYERS.get(spec.architecture, "penultimate"), "feature_dim": model.feature_dim,
+        "n_components": int(model.components.shape[1]), "quantile": quantile, "threshold": threshold,
+        "threshold_rule": "split-conformal quantile of validation-split distances",
+        "domain": domain or _DOMAINS.get(task_key, "images"), "model": model.to_dict(),
+    }
+    gate = dict(spec.gate)
+    gate.update(distribution=distribution, fit=fit)
+    spec = spec.replace(gate=gate)
+    save_spec(spec, spec_path)
+    if fit["test_pass_rate"] < 0.95:
+        log.warning("fit-gate: only %.1f %% of in-distribution test images pass (target >= 95 %%)",
+                    100 * fit["test_pass_rate"])
+    return spec

@@ -1,0 +1,21 @@
+"""medimg: the Streamlit entry point. Page config, navigation and the shared sidebar; no analysis logic.
+
+Run with ``uv run streamlit run app.py``.
+"""
+
+import streamlit as st
+
+from medimg import ui
+
+st.set_page_config(page_title="medimg", page_icon=":material/radiology:", layout="wide",
+                   initial_sidebar_state="expanded")
+
+# One file per user task; add pages here (e.g. saliency faithfulness, inside the CNN).
+PAGES = [
+    st.Page("pages/analyze.py", title="Analyze", icon=":material/image_search:", default=True),
+    st.Page("pages/dashboard.py", title="Test-set dashboard", icon=":material/monitoring:"),
+]
+
+page = st.navigation(PAGES)
+ui.app_chrome()
+page.run()

@@ -1,0 +1,329 @@
+"""Fitting the applicability gate's out-of-distribution (OOD) check: statistics, threshold, reference sets.
+
+numpy and scikit-learn only (no torch): the features come from :func:`medimg.gate.penultimate_features`.
+
+The score is the Mahalanobis distance of an image's penultimate-layer features to the nearest class-conditional
+Gaussian of the training features, all classes sharing one covariance (Lee et al. 2018). The shared covariance
+is Ledoit-Wolf shrunk (well conditioned with a few thousand images in 512 dimensions) and stored compactly as
+its top ``k`` principal directions plus one isotropic variance for the rest (probabilistic PCA, Tipping &
+Bishop 1999). The squared distance is then the Hotelling T^2 of the top ``k`` components plus the residual
+(squared prediction error) divided by the residual variance, so departures in the low-variance directions,
+which carry much of the OOD signal (Kamoi & Kobayashi 2020), still count. With ``k`` equal to the feature
+dimension this is exactly the Mahalanobis distance under the shrunk covariance.
+
+References
+----------
+.. [1] K. Lee, K. Lee, H. Lee, J. Shin, "A simple unified framework for detecting out-of-distribution samples
+   and adversarial attacks", NeurIPS 2018.
+.. [2] O. Ledoit, M. Wolf, "A well-conditioned estimator for large-dimensional covariance matrices",
+   J. Multivariate Anal. 88 (2004).
+.. [3] M. E. Tipping, C. M. Bishop, "Probabilistic principal component analysis", JRSS-B 61 (1999).
+.. [4] R. Kamoi, K. Kobayashi, "Why is the Mahalanobis distance effective for anomaly detection?", 2020.
+.. [5] V. Vovk, A. Gammerman, G. Shafer, "Algorithmic Learning in a Random World" (split-conformal quantile).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimg.errors import SpecError
+from medimg.io.image import MedicalImage, Window
+
+__all__ = ["DistributionModel", "conformal_threshold", "encode_array", "decode_array", "synthetic_images",
+           "out_of_scope_sets", "near_scope_sets", "Unreadable", "SYNTHETIC_KINDS"]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"<f4": np.float32, "<f8": np.float64}
+
+
+def encode_array(a: np.ndarray, dtype: str = "<f4") -> dict[str, Any]:
+    """A JSON-ready, compact form of a float array: little-endian bytes in base64, with dtype and shape."""
+    arr = np.ascontiguousarray(a, dtype=np.dtype(dtype))
+    return {"dtype": dtype, "shape": list(arr.shape), "base64": base64.b64encode(arr.tobytes()).decode("ascii")}
+
+
+def decode_array(d: Any, name: str) -> np.ndarray:
+    """Inverse of :func:`encode_array` (float64 result); raises :class:`SpecError` on anything malformed.
+
+    Only raw little-endian float bytes are accepted (``numpy.frombuffer``): nothing is unpickled.
+    """
+    try:
+        dtype = _DTYPES[d["dtype"]]
+        shape = tuple(int(s) for s in d["shape"])
+        raw = base64.b64decode(d["base64"], validate=True)
+    except (KeyError, TypeError, ValueError) as err:
+        raise SpecError(f"The gate parameter {name!r} in the model specification is malformed.") from err
+    if any(s < 0 for s in shape) or math.prod(shape) * np.dtype(dtype).itemsize != len(raw):
+        raise SpecError(f"The gate parameter {name!r} does not match its declared shape {list(shape)}.")
+    arr = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise SpecError(f"The gate parameter {name!r} holds non-finite values.")
+    return arr
+
+
+def conformal_threshold(scores: np.ndarray, quantile: float) -> float:
+    """Split-conformal threshold: the ``ceil((n + 1) * quantile)``-th smallest of ``n`` held-out scores.
+
+    For a new score exchangeable with the held-out ones, ``P(score <= threshold) >= quantile`` (finite-sample,
+    distribution-free). When ``(n + 1) * quantile > n`` the maximum is used (and the guarantee is weaker).
+
+    Parameters
+    ----------
+    scores : (n,) float ndarray
+        In-distribution scores not used to fit the statistics (the validation split).
+    quantile : float in (0, 1)
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    if s.size == 0 or not 0.0 < quantile < 1.0:
+        raise ValueError("need at least one score and 0 < quantile < 1")
+    rank = math.ceil((s.size + 1) * quantile)
+    if rank > s.size:
+        log.warning("only %d validation scores: the %.3g quantile is not attainable; using the maximum",
+                    s.size, quantile)
+    return float(s[min(rank, s.size) - 1])
+
+
+@dataclass(frozen=True)
+class DistributionModel:
+    """Class-conditional Gaussians with one shared, shrunk, low-rank-plus-isotropic covariance.
+
+    Attributes
+    ----------
+    class_means : (K, D) float64 ndarray
+        Mean training feature of each class present in the training split.
+    components : (D, k) float64 ndarray
+        Orthonormal top-``k`` eigenvectors of the shared (within-class) covariance.
+    variances : (k,) float64 ndarray
+        Their eigenvalues (> 0).
+    residual_variance : float
+        Mean of the remaining ``D - k`` eigenvalues; 0 when ``k == D``.
+    shrinkage : float
+        Ledoit-Wolf shrinkage intensity used.
+    """
+
+    class_means: np.ndarray
+    components: np.ndarray
+    variances: np.ndarray
+    residual_variance: float
+    shrinkage: float = 0.0
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.class_means.shape[1])
+
+    @classmethod
+    def fit(cls, features: np.ndarray, y: np.ndarray, n_components: int = 64) -> DistributionModel:
+        """Fit on training features.
+
+        Parameters
+        ----------
+        features : (N, D) float ndarray
+            Penultimate features of the training images.
+        y : (N,) int ndarray
+            Their labels.
+        n_components : int
+            ``k``: principal directions kept exactly; the rest share one variance.
+        """
+        from sklearn.covariance import ledoit_wolf
+
+        f = np.asarray(features, dtype=np.float64)
+        y = np.asarray(y).ravel()
+        if f.ndim != 2 or len(f) != len(y) or len(f) < 2:
+            raise ValueError(f"need (N, D) features with N >= 2 matching labels, got {f.shape} and {y.shape}")
+        classes = np.unique(y)
+        means = np.stack([f[y == c].mean(axis=0) for c in classes])
+        centred = f - means[np.searchsorted(classes, y)]
+        cov, shrinkage = ledoit_wolf(centred, assume_centered=True)
+        evals, evecs = np.linalg.eigh(cov)
+        order = np.argsort(evals)[::-1]
+        evals, evecs = np.maximum(evals[order], 1e-12), evecs[:, order]
+        d = f.shape[1]
+        k = int(min(max(n_components, 1), d))
+        resid = float(evals[k:].mean()) if k < d else 0.0
+        return cls(means, evecs[:, :k], evals[:k], resid, float(shrinkage))
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance (square root of the squared form) to the nearest class mean.
+
+        Parameters
+        ----------
+        features : (N, D) float ndarray
+
+        Returns
+        -------
+        (N,) float64 ndarray, >= 0
+        """
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[1] != self.feature_dim:
+            raise ValueError(f"expected (N, {self.feature_dim}) features, got {f.shape}")
+        r = f[:, None, :] - self.class_means[None]  # (N, K, D)
+        z = r @ self.components  # (N, K, k)
+        z2 = z**2
+        m = (z2 / self.variances).sum(axis=-1)  # (N, K)
+        if self.residual_variance > 0:
+            m = m + np.clip((r**2).sum(axis=-1) - z2.sum(axis=-1), 0.0, None) / self.residual_variance
+        return np.sqrt(m.min(axis=1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters (arrays as base64 float32, about 180 kB for D = 512, k = 64)."""
+        return {"class_means": encode_array(self.class_means), "components": encode_array(self.components),
+                "variances": encode_array(self.variances, "<f8"),
+                "residual_variance": float(self.residual_variance), "shrinkage": float(self.shrinkage)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistributionModel:
+        """Parse :meth:`to_dict` output; raises :class:`SpecError` when malformed or inconsistent."""
+        if not isinstance(d, dict):
+            raise SpecError("The gate's distribution parameters are not a JSON object.")
+        means = decode_array(d.get("class_means"), "class_means")
+        comps = decode_array(d.get("components"), "components")
+        var = decode_array(d.get("variances"), "variances")
+        try:
+            resid = float(d["residual_variance"])
+            shrink = float(d.get("shrinkage", 0.0))
+        except (KeyError, TypeError, ValueError) as err:
+            raise SpecError("The gate's residual_variance is missing or not a number.") from err
+        if (means.ndim != 2 or comps.ndim != 2 or var.ndim != 1 or comps.shape[0] != means.shape[1]
+                or comps.shape[1] != var.shape[0] or comps.shape[1] > comps.shape[0]):
+            raise SpecError("The gate's distribution parameters have inconsistent shapes.")
+        if np.any(var <= 0) or not math.isfinite(resid) or resid < 0 or (resid == 0 and comps.shape[1] < comps.shape[0]):
+            raise SpecError("The gate's variances must be positive.")
+        return cls(means, comps, var, resid, shrink)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Out-of-scope reference sets: what the gate must refuse.
+
+#: Synthetic kinds made by :func:`synthetic_images`.
+SYNTHETIC_KINDS = ("photo-like colour textures", "colour gradients", "noise", "blank")
+
+_RGB8 = (Window(127.5, 255.0, "stored range (0-255)", "LINEAR_EXACT"),)
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], channels: int) -> np.ndarray:
+    """Sum of random fields at several scales (1/f-like, as natural images are), in [0, 1]."""
+    from skimage.transform import resize
+
+    out = np.zeros((*shape, channels), np.float64)
+    for cells, weight in ((4, 1.0), (16, 0.5), (64, 0.25), (shape[0], 0.12)):
+        coarse = rng.normal(size=(cells, cells, channels))
+        out += weight * resize(coarse, (*shape, channels), order=3, mode="reflect", anti_aliasing=False)
+    out -= out.min()
+    return out / max(out.max(), 1e-9)
+
+
+def synthetic_images(kind: str, n: int, seed: int = 0, size: tuple[int, int] = (256, 256)) -> Iterator[MedicalImage]:
+    """Seeded synthetic out-of-scope images (8-bit, like an uploaded PNG/JPEG).
+
+    Parameters
+    ----------
+    kind : one of :data:`SYNTHETIC_KINDS`
+        ``photo-like colour textures``: multi-scale colour fields with a few bright shapes (a stand-in for
+        natural photographs); ``colour gradients``: linear colour ramps in random directions; ``noise``:
+        grayscale uniform or Gaussian noise; ``blank``: constant gray images.
+    n : int
+    seed : int
+    size : (rows, columns)
+    """
+    rng = np.random.default_rng([seed, SYNTHETIC_KINDS.index(kind)])
+    rows, cols = size
+    rr, cc = np.mgrid[0:rows, 0:cols] / np.array([rows, cols]).reshape(2, 1, 1)
+    for i in range(n):
+        if kind == "photo-like colour textures":
+            x = _smooth_field(rng, size, 3)
+            for _ in range(rng.integers(1, 5)):
+                r0, c0, rad = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.25)
+                disk = (rr - r0) ** 2 + (cc - c0) ** 2 < rad**2
+                x[disk] = 0.5 * x[disk] + 0.5 * rng.uniform(0, 1, 3)
+        elif kind == "colour gradients":
+            angle = rng.uniform(0, 2 * np.pi)
+            t = (np.cos(angle) * rr + np.sin(angle) * cc)
+            t = (t - t.min()) / max(t.max() - t.min(), 1e-9)
+            a, b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+            x = a * (1 - t[..., None]) + b * t[..., None] + rng.normal(0, 0.01, (rows, cols, 3))
+        elif kind == "noise":
+            x = rng.uniform(0, 1, size) if i % 2 == 0 else rng.normal(0.5, 0.2, size)
+        elif kind == "blank":
+            x = np.full(size, float(rng.choice([0.0, 0.5, 1.0, rng.uniform()])))
+        else:
+            raise ValueError(f"unknown synthetic kind {kind!r}; one of {SYNTHETIC_KINDS}")
+        pix = np.round(np.clip(x, 0, 1) * 255).astype(np.float32)
+        yield MedicalImage(pixels=pix, format="png", photometric="RGB" if pix.ndim == 3 else "MONOCHROME2",
+                           windows=_RGB8, units="8-bit")
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Placeholder a reference set yields for a file the loader could not read (counted, with the reason)."""
+
+    reason: str
+
+
+def _load_files(paths: list[Path], label: str) -> Iterator[MedicalImage | Unreadable]:
+    from medimg.io import load_image
+
+    for p in paths:
+        try:
+            yield load_image(p)
+        except Exception as err:  # noqa: BLE001 - a reference set skips what the loader cannot read, and says so
+            log.warning("%s: skipped a file the loader could not read (%s: %s)", label, type(err).__name__, err)
+            yield Unreadable(f"{type(err).__name__}: {err}"[:200])
+
+
+def _manifest_sample(folder: Path, n: int, seed: int, split: str = "test") -> list[Path]:
+    from medimg.data import read_manifest
+
+    rows = [r for r in read_manifest(folder) if r["split"] == split]
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(rows))[:n]
+    return [folder / rows[i]["path"] for i in sorted(idx)]
+
+
+def out_of_scope_sets(root: str | Path | None = None, n: int = 100, seed: int = 0,
+                      ) -> Iterator[tuple[str, Iterator[MedicalImage | Unreadable]]]:
+    """Named out-of-scope image sets, streamed (one image in memory at a time).
+
+    Synthetic sets (see :func:`synthetic_images`) and, when the shared data is present, a seeded random
+    sample of ``n`` test images of brain MRI (``brain-mri``), breast ultrasound (``busi``) and blood-cell
+    microscopy (``pbc-blood``), and every CT and MR DICOM in ``dicom/ct`` and ``dicom/mr``. A file the loader
+    cannot read is yielded as an :class:`Unreadable` with the reason.
+
+    Parameters
+    ----------
+    root : path, optional
+        The shared data folder; :func:`medimg.data.data_root` by default.
+    n : int
+        Images per set (synthetic sets: ``n // 2``, blank: 10).
+    """
+    from medimg.data import data_root
+
+    root = Path(root) if root is not None else data_root()
+    for kind in SYNTHETIC_KINDS:
+        yield f"synthetic: {kind}", synthetic_images(kind, 10 if kind == "blank" else max(n // 2, 1), seed)
+    for folder, title in (("brain-mri", "brain MRI (JPEG)"), ("busi", "breast ultrasound (PNG)"),
+                          ("pbc-blood", "blood-cell microscopy (JPEG)")):
+        if (root / folder / "MANIFEST.csv").exists():
+            yield title, _load_files(_manifest_sample(root / folder, n, seed), title)
+    for sub, title in (("ct", "CT (DICOM)"), ("mr", "MR (DICOM)")):
+        files = sorted((root / "dicom" / sub).glob("*.dcm"))
+        if files:
+            yield title, _load_files(files, title)
+
+
+def near_scope_sets(root: str | Path | None = None) -> Iterator[tuple[str, Iterator[MedicalImage | Unreadable]]]:
+    """Images close to the training domain, reported but not counted as refusals: adult chest DICOMs."""
+    from medimg.data import data_root
+
+    root = Path(root) if root is not None else data_root()
+    files = sorted((root / "dicom" / "cxr").glob("*.dcm"))
+    if files:
+        yield "adult chest radiographs (DICOM)", _load_files(files, "adult chest radiographs (DICOM)")

@@ -1,0 +1,198 @@
+"""Process-wide resources of the app: the weights folder, the model list and the cached Predictors.
+
+Only objects that hold no patient data live here (models, specs, a concurrency limit). Everything about an
+uploaded image lives in ``st.session_state`` (see :mod:`medimg.ui.analysis`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+import medimg
+from medimg.errors import MedimgError, SpecError
+from medimg.spec import ModelSpec, load_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from medimg.predict import Predictor
+
+__all__ = ["WEIGHTS_ENV", "MAX_CONCURRENT_ANALYSES", "ModelOption", "weights_dir", "available_models",
+           "get_predictor", "device_label", "compute_slot"]
+
+log = logging.getLogger("medimg.ui")
+
+#: Environment variable naming the weights folder the app lists (default :data:`medimg.WEIGHTS_DIR`).
+WEIGHTS_ENV = "MEDIMG_WEIGHTS"
+#: Analyses (predict + Grad-CAM) that may run at once in one server process; further ones wait, then get a
+#: "busy" message instead of overloading the machine.
+MAX_CONCURRENT_ANALYSES = max(1, int(os.environ.get("MEDIMG_MAX_CONCURRENT", "2")))
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """One model the user can pick.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The spec file ``<name>.json`` (a ``<name>.safetensors`` lies beside it).
+    spec : ModelSpec or None
+        The parsed spec; None when it could not be read (then ``error`` says why).
+    error : str
+        A user-safe reason the spec is unusable, or ``""``.
+    """
+
+    path: Path
+    spec: ModelSpec | None
+    error: str = ""
+
+    @property
+    def title(self) -> str:
+        """The spec's title, or the file stem when the spec is unreadable."""
+        return self.spec.title if self.spec is not None and self.spec.title else self.path.stem
+
+    @property
+    def eval_path(self) -> Path:
+        """``<name>.eval.json`` beside the weights (the test-set EvalReport)."""
+        return self.path.with_name(self.path.stem + ".eval.json")
+
+    @property
+    def log_path(self) -> Path:
+        """``<name>.log.json`` beside the weights (per-epoch training log)."""
+        return self.path.with_name(self.path.stem + ".log.json")
+
+
+def weights_dir() -> Path:
+    """The folder the app lists models from: ``$MEDIMG_WEIGHTS`` or :data:`medimg.WEIGHTS_DIR`.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    env = os.environ.get(WEIGHTS_ENV, "").strip()
+    return Path(env).expanduser() if env else medimg.WEIGHTS_DIR
+
+
+def available_models(folder: str | Path | None = None) -> list[ModelOption]:
+    """The models in ``folder`` (default :func:`weights_dir`), sorted by file name.
+
+    Parameters
+    ----------
+    folder : path, optional
+
+    Returns
+    -------
+    list of ModelOption
+        Empty when the folder does not exist or holds no ``<name>.json`` + ``<name>.safetensors`` pair.
+    """
+    d = Path(folder) if folder is not None else weights_dir()
+    if not d.is_dir():
+        return []
+    out = []
+    for p in medimg.list_weights(d):
+        try:
+            out.append(ModelOption(p, load_spec(p)))
+        except SpecError as err:
+            out.append(ModelOption(p, None, str(err)))
+    return out
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """Modification times of the spec and its weights: a retrained model reloads."""
+    try:
+        return path.stat().st_mtime_ns, path.with_suffix(".safetensors").stat().st_mtime_ns
+    except OSError:
+        return 0, 0
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
+def _load_predictor(spec_path: str, stamp: tuple[int, int]) -> Predictor:  # noqa: ARG001 - stamp is the cache key
+    from medimg.predict import Predictor
+
+    return Predictor.from_spec(spec_path)
+
+
+def get_predictor(spec_path: str | Path) -> Predictor:
+    """The shared :class:`medimg.Predictor` for one spec, loaded once per process (``st.cache_resource``).
+
+    The Predictor is shared by every session and is never mutated (inference uses no hooks; Grad-CAM runs on
+    private replicas inside :mod:`medimg.explain`).
+
+    Parameters
+    ----------
+    spec_path : path
+        ``<name>.json``; the cache is keyed by its resolved path and the files' modification times.
+
+    Returns
+    -------
+    medimg.Predictor
+
+    Raises
+    ------
+    medimg.errors.SpecError, medimg.errors.WeightsError
+    """
+    p = Path(spec_path).resolve()
+    return _load_predictor(str(p), _stamp(p))
+
+
+def device_label(predictor: Predictor) -> tuple[str, str]:
+    """Badge text and colour for where the network runs.
+
+    Returns
+    -------
+    (str, str)
+        ``("GPU (CUDA)", "green")`` or ``("CPU", "gray")``; the GPU name is appended when known.
+    """
+    if predictor.device.type == "cuda":
+        try:
+            import torch
+
+            name = torch.cuda.get_device_name(predictor.device)
+        except Exception:  # noqa: BLE001 - a name is cosmetic
+            name = ""
+        return (f"GPU (CUDA): {name}" if name else "GPU (CUDA)"), "green"
+    return "CPU", "gray"
+
+
+@st.cache_resource
+def _semaphore() -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(MAX_CONCURRENT_ANALYSES)
+
+
+class compute_slot:  # noqa: N801 - used like a function: ``with compute_slot(): ...``
+    """Context manager limiting concurrent analyses in this process.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds to wait for a free slot.
+
+    Raises
+    ------
+    medimg.errors.MedimgError
+        ``ServerBusy`` when no slot frees up within ``timeout``.
+    """
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._sem = _semaphore()
+
+    def __enter__(self) -> compute_slot:
+        if not self._sem.acquire(timeout=self.timeout):
+            raise ServerBusyError("The server is busy analysing other images. Please try again in a moment.")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sem.release()
+
+
+class ServerBusyError(MedimgError):
+    """Too many analyses are running at once."""
+
+    title = "Server busy"

@@ -1,0 +1,130 @@
+"""The shared sidebar (model picker, device badge, intended use, not-for-diagnosis notice) and page banner."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from medimg.ui.errors import guard
+from medimg.ui.resources import ModelOption, available_models, device_label, get_predictor, weights_dir
+
+__all__ = ["MODEL_KEY", "PICKER_KEY", "NOT_FOR_DIAGNOSIS", "sidebar", "selected_model", "notice", "intended_use_text",
+           "app_chrome", "page_chrome"]
+
+#: ``st.session_state`` key of the selected model (a spec file name, never patient data).
+MODEL_KEY = "medimg.model"
+#: Widget key of the model picker in the sidebar.
+PICKER_KEY = "medimg.model_picker"
+#: ``st.session_state`` flag: app.py rendered the sidebar and notice in the current run.
+CHROME_KEY = "medimg.chrome"
+
+#: The notice shown on every page.
+NOT_FOR_DIAGNOSIS = ("**Not for diagnostic use.** For research, education and model review only. The output has "
+                     "not been validated for clinical decisions; a qualified clinician must read every image.")
+
+
+def intended_use_text(option: ModelOption | None) -> str:
+    """The selected model's intended-use statement (from its spec), or a note that none is stated."""
+    if option is None or option.spec is None:
+        return "No model is selected."
+    use = option.spec.intended_use.strip()
+    return use if use else "The model's specification does not state an intended use."
+
+
+def selected_model() -> ModelOption | None:
+    """The model chosen in the sidebar (the first available one when the picker has not run yet).
+
+    Returns
+    -------
+    ModelOption or None
+        None when the weights folder holds no model.
+    """
+    options = available_models()
+    if not options:
+        return None
+    chosen = st.session_state.get(MODEL_KEY)
+    for o in options:
+        if o.path.name == chosen:
+            return o
+    return options[0]
+
+
+def notice(option: ModelOption | None) -> None:
+    """The not-for-diagnosis notice with the model's intended use, at the top of a page's main area."""
+    title = option.title if option is not None else "no model"
+    st.warning(f"{NOT_FOR_DIAGNOSIS}  \n**Intended use** ({title}): {intended_use_text(option)}",
+               icon=":material/health_and_safety:")
+
+
+def sidebar() -> ModelOption | None:
+    """Render the shared sidebar and return the selected model.
+
+    Shows the model picker (spec titles of the models in :func:`medimg.ui.weights_dir`), a badge saying where
+    the network runs (CUDA or CPU), the model's intended use and the not-for-diagnosis notice.
+
+    Returns
+    -------
+    ModelOption or None
+        None when there is no usable model (the sidebar says why).
+    """
+    with st.sidebar:
+        st.markdown("### :material/radiology: medimg")
+        options = available_models()
+        option: ModelOption | None = None
+        shown: ModelOption | None = None
+        if not options:
+            st.warning(f"No model weights found in the weights folder ({weights_dir().name}). "
+                       "Train one with `medimg train` or set MEDIMG_WEIGHTS.", icon=":material/folder_off:")
+        else:
+            names = [o.path.name for o in options]
+            by_name = {o.path.name: o for o in options}
+            current = st.session_state.get(MODEL_KEY)
+            name = st.selectbox("Model", names, index=names.index(current) if current in by_name else 0,
+                                format_func=lambda n: by_name[n].title, key=PICKER_KEY,
+                                help="Models found in the weights folder, by the title in their specification.")
+            # Kept outside the widget's own state, so the choice survives switching pages.
+            st.session_state[MODEL_KEY] = name
+            option = shown = by_name[name]
+            if option.error:
+                st.error(option.error)
+                option = None
+            else:
+                with guard("loading the model", stop=False) as g:
+                    predictor = get_predictor(option.path)
+                if not g.failed:
+                    label, color = device_label(predictor)
+                    st.badge(f"Runs on {label}", color=color, icon=":material/memory:")
+                else:
+                    option = None
+        st.markdown("**Intended use**")
+        st.caption(intended_use_text(shown))
+        st.warning("**Not for diagnostic use.** Research, education and model review only.",
+                   icon=":material/health_and_safety:")
+    return option
+
+
+def app_chrome() -> ModelOption | None:
+    """The shared sidebar and the page notice; called by app.py before ``page.run()``.
+
+    Returns
+    -------
+    ModelOption or None
+        The selected model (see :func:`sidebar`).
+    """
+    option = sidebar()
+    notice(option)
+    st.session_state[CHROME_KEY] = True
+    return option
+
+
+def page_chrome() -> None:
+    """First call of every page: renders the sidebar and notice unless app.py already did in this run.
+
+    A page can run without app.py: ``streamlit run pages/x.py``, and Streamlit's legacy ``pages/`` folder
+    handling, which on a process's first request (and on AppTest reruns) runs a page file directly. The
+    not-for-diagnosis notice must be on every page in every case.
+    """
+    if st.session_state.pop(CHROME_KEY, False):
+        return
+    st.set_page_config(page_title="medimg", page_icon=":material/radiology:", layout="wide")
+    app_chrome()
+    st.session_state.pop(CHROME_KEY, None)

@@ -1,0 +1,161 @@
+"""Real-browser test of the main path: `streamlit run app.py`, Chromium through Playwright, upload a DICOM.
+
+Needs the shipped weights (weights/*.safetensors) and Debian's Chromium (`apt-get install chromium`); skips with
+the reason otherwise. Playwright's own browser download is not used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS = REPO / "weights"
+CANARY = "CANARY_Doe^John_0xBEEF.dcm"
+#: Generous: the first page load imports torch, scikit-learn and plotly and loads the model, which takes
+#: minutes on a loaded 2-core machine (seconds on an idle one).
+PAGE_TIMEOUT_MS = 300_000
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium); the e2e test needs a browser")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not become healthy in {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """``streamlit run app.py`` on a free localhost port with the shipped weights; yields (url, log path)."""
+    if not any(WEIGHTS.glob("*.safetensors")):
+        pytest.skip("shipped weights not present in weights/ (train them with `medimg train`)")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("e2e_server") / "streamlit.log"
+    env = dict(os.environ, MEDIMG_WEIGHTS=str(WEIGHTS), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+           "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _screenshot_dir(tmp_path: Path) -> Path:
+    """``$MEDIMG_E2E_SCREENSHOTS`` when set (to keep them), else the test's tmp dir."""
+    d = Path(os.environ.get("MEDIMG_E2E_SCREENSHOTS", tmp_path))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def test_upload_dicom_shows_prediction_and_heat_map(server: tuple[str, Path], shared_data: Path,
+                                                     tmp_path: Path) -> None:
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, log = server
+    dcm = (shared_data / "dicom" / "cxr" / "dx_image.dcm").read_bytes()
+    shots = _screenshot_dir(tmp_path)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("heading", name="Analyze an image").wait_for()
+            assert page.get_by_text("Not for diagnostic use.").first.is_visible()
+            page.locator("input[type=file]").first.set_input_files(
+                files=[{"name": CANARY, "mimeType": "application/dicom", "buffer": dcm}])
+            page.get_by_text("Model output").first.wait_for()
+            anyway = page.get_by_text("Analyse anyway", exact=False)
+            if anyway.count():  # the applicability gate flagged the image: confirm, the warning stays
+                anyway.first.click()
+            page.get_by_text("Model output:").first.wait_for()
+            page.get_by_role("heading", name="Grad-CAM: where the network looked").wait_for()
+            # the heat map figure and its colorbar, which says the scale is relative
+            page.locator(".js-plotly-plot .colorbar").first.wait_for()
+            page.get_by_text("relative importance", exact=False).first.wait_for()
+            # Streamlit scrolls inside its own container: a tall viewport shows the whole page
+            page.set_viewport_size({"width": 1440, "height": 3000})
+            page.wait_for_timeout(2000)  # let images and figures finish painting
+            page.screenshot(path=str(shots / "analyze_dicom.png"), full_page=True)
+            body = page.inner_text("body")
+        finally:
+            browser.close()
+    assert "Traceback" not in body
+    assert "Something went wrong" not in body
+    assert "Not for diagnostic use" in body
+    assert "Ran on" in body
+    assert (shots / "analyze_dicom.png").stat().st_size > 10_000
+    server_log = log.read_text(errors="replace")
+    assert "CANARY" not in server_log and "Doe^John" not in server_log, "the file name must never be logged"
+    assert "Traceback" not in server_log
+
+
+def test_dashboard_renders_figures(server: tuple[str, Path], tmp_path: Path) -> None:
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _ = server
+    shots = _screenshot_dir(tmp_path)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 2200})
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("link", name="Test-set dashboard").click()
+            page.get_by_role("heading", name="Test-set dashboard").wait_for()
+            if page.get_by_text("has no test-set report").count() == 0:
+                page.get_by_text("ROC curve", exact=False).first.wait_for()
+                page.get_by_text("Reliability diagram", exact=False).first.wait_for()
+                assert page.locator(".js-plotly-plot").count() >= 4
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+            body = page.inner_text("body")
+        finally:
+            browser.close()
+    assert "Not for diagnostic use" in body
+    assert "Traceback" not in body and "Something went wrong" not in body

@@ -1,0 +1,118 @@
+"""Evaluation metrics against hand counts and scikit-learn; ECE; report round trip; bootstrap CIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from medimg.evaluate import (
+    EvalReport,
+    bootstrap_ci,
+    compute_metrics,
+    expected_calibration_error,
+    predict_labels,
+)
+
+
+def _binary(p_pos: list[float]) -> np.ndarray:
+    p = np.asarray(p_pos, dtype=np.float64)
+    return np.stack([1 - p, p], axis=1)
+
+
+def test_binary_metrics_from_hand_counts() -> None:
+    # 10 images, positive class 1; prediction = argmax (p >= 0.5 ties go to class 0 by argmax)
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    p = _binary([0.9, 0.8, 0.7, 0.2, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05])
+    # TP = 3 (0.9, 0.8, 0.7), FN = 1 (0.2), FP = 1 (0.6), TN = 5
+    m = compute_metrics(y, p, positive_label=1)
+    assert m["confusion_matrix"] == [[5, 1], [1, 3]]
+    assert m["n"] == 10 and m["accuracy"] == pytest.approx(8 / 10)
+    assert m["sensitivity"] == pytest.approx(3 / 4)
+    assert m["specificity"] == pytest.approx(5 / 6)
+    assert m["ppv"] == pytest.approx(3 / 4)
+    assert m["npv"] == pytest.approx(5 / 6)
+    assert m["f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
+    assert m["auroc"] == pytest.approx(roc_auc_score(y, p[:, 1]))
+    # by hand: 24 positive-negative pairs, the positive at 0.2 loses to 0.6, 0.4, 0.3 and ties 0.2
+    assert m["auroc"] == pytest.approx((24 - 3 - 0.5) / 24)
+
+
+def test_positive_label_zero_and_threshold() -> None:
+    y = np.array([0, 0, 1, 1, 1])
+    p = _binary([0.1, 0.45, 0.55, 0.8, 0.3])  # p(class 1)
+    m = compute_metrics(y, p, positive_label=0)
+    # positive = class 0: predicted 0 for p1 < 0.5 -> rows 0, 1, 4; TP = 2, FP = 1, FN = 0, TN = 2
+    assert m["sensitivity"] == 1.0 and m["specificity"] == pytest.approx(2 / 3)
+    assert m["ppv"] == pytest.approx(2 / 3) and m["npv"] == 1.0
+    assert m["auroc"] == pytest.approx(roc_auc_score(y == 0, p[:, 0]))
+    # a threshold of 0.25 on class 1 turns row 4 (0.3) and row 1 (0.45) positive
+    np.testing.assert_array_equal(predict_labels(p, 1, 0.25), [0, 1, 1, 1, 1])
+    t = compute_metrics(y, p, positive_label=1, threshold=0.25)
+    assert t["sensitivity"] == 1.0 and t["specificity"] == 0.5
+
+
+def test_multiclass_auroc_matches_sklearn(rng: np.random.Generator) -> None:
+    y = rng.integers(0, 4, 300)
+    logits = rng.normal(size=(300, 4)) + 1.5 * np.eye(4)[y]
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    m = compute_metrics(y, p)
+    assert m["auroc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    assert "sensitivity" not in m and np.array(m["confusion_matrix"]).sum() == 300
+
+
+def test_nan_for_undefined_ratios() -> None:
+    m = compute_metrics(np.array([0, 0, 0]), _binary([0.1, 0.2, 0.3]), positive_label=1)
+    assert np.isnan(m["sensitivity"]) and np.isnan(m["ppv"]) and m["specificity"] == 1.0
+    assert "auroc" not in m  # one class present: not defined
+
+
+def test_ece_small_when_calibrated_large_when_overconfident(rng: np.random.Generator) -> None:
+    n = 20000
+    conf = rng.uniform(0.5, 1.0, n)
+    correct = rng.uniform(size=n) < conf  # calibrated: P(correct | conf) = conf
+    y = np.where(correct, 1, 0)
+    probs = np.stack([1 - conf, conf], 1)  # predicts class 1 with confidence conf
+    assert expected_calibration_error(y, probs) < 0.02
+    over = np.stack([np.full(n, 0.01), np.full(n, 0.99)], 1)  # 99 % sure, right ~75 % of the time
+    ece = expected_calibration_error(y, over)
+    assert ece == pytest.approx(0.99 - correct.mean(), abs=0.01) and ece > 0.2
+    assert 0.0 <= expected_calibration_error(y, probs, n_bins=5) <= 1.0
+
+
+def test_report_round_trip(tmp_path: Path, rng: np.random.Generator) -> None:
+    y = rng.integers(0, 2, 60)
+    p = _binary(np.clip(0.3 * y + rng.uniform(0, 0.7, 60), 0, 1))
+    rep = EvalReport.build("m", "test", ["normal", "pneumonia"], y, p, [f"img{i}" for i in range(60)], 1, None,
+                           n_boot=10)
+    rep.save(tmp_path / "r.json")
+    back = EvalReport.load(tmp_path / "r.json")
+    assert (back.model, back.split, back.labels, back.ids, back.positive_label, back.threshold) == (
+        "m", "test", ["normal", "pneumonia"], rep.ids, 1, None)
+    np.testing.assert_array_equal(back.y_true, y)
+    np.testing.assert_allclose(back.probs, p, atol=5e-7)  # stored rounded to 6 decimals
+    np.testing.assert_array_equal(back.y_pred, rep.y_pred)
+    assert back.metrics["accuracy"] == rep.metrics["accuracy"]
+    assert {tuple(v) for v in back.metrics["ci95"].values()} == {tuple(v) for v in rep.metrics["ci95"].values()}
+
+
+def test_bootstrap_ci_contains_point_estimate(rng: np.random.Generator) -> None:
+    # few resamples: each one runs the full scikit-learn metric set (~0.1 s on a busy CPU)
+    y = rng.integers(0, 2, 200)
+    p = _binary(np.clip(0.4 * y + rng.uniform(0, 0.6, 200), 0, 1))
+    m = compute_metrics(y, p, 1)
+    keys = ("accuracy", "auroc", "sensitivity")
+    ci = bootstrap_ci(y, p, keys, n_boot=40, positive_label=1)
+    assert set(ci) == set(keys)
+    for k, (lo, hi) in ci.items():
+        assert lo <= m[k] <= hi and lo < hi, k
+    # reproducible with the same seed, different with another
+    assert bootstrap_ci(y, p, ("accuracy",), n_boot=10, positive_label=1) == bootstrap_ci(
+        y, p, ("accuracy",), n_boot=10, positive_label=1)
+    assert bootstrap_ci(y, p, ("accuracy",), n_boot=10, positive_label=1) != bootstrap_ci(
+        y, p, ("accuracy",), n_boot=10, positive_label=1, seed=1)
+    # wider with fewer images
+    small = bootstrap_ci(y[:30], p[:30], ("accuracy",), n_boot=40, positive_label=1)
+    assert small["accuracy"][1] - small["accuracy"][0] > ci["accuracy"][1] - ci["accuracy"][0]

@@ -1,0 +1,342 @@
+"""The applicability gate: network-free checks, penultimate features, the Mahalanobis OOD check and fit-gate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medimg.calibrate import (
+    SYNTHETIC_KINDS,
+    DistributionModel,
+    conformal_threshold,
+    decode_array,
+    encode_array,
+    synthetic_images,
+)
+from medimg.errors import SpecError
+from medimg.gate import (
+    FEATURE_LAYERS,
+    GateVerdict,
+    check_distribution,
+    check_image,
+    fit_gate,
+    penultimate_features,
+)
+from medimg.io import load_image
+from medimg.io.image import MedicalImage, Window
+from medimg.models import create_model, list_models
+from medimg.preprocess import run as preprocess_run
+from medimg.spec import load_spec, save_spec
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small CPU tensors: one thread avoids oversubscription (a busy 2-core machine runs 50x slower with 2)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+RGB8 = (Window(127.5, 255.0, "stored range", "LINEAR_EXACT"),)
+
+
+def _gray(pixels: np.ndarray, fmt: str = "png", **kw) -> MedicalImage:
+    return MedicalImage(pixels=pixels.astype(np.float32), format=fmt, windows=RGB8, units="8-bit", **kw)
+
+
+def _head(model: torch.nn.Module, arch: str) -> torch.nn.Module:
+    m = model
+    return {"smallcnn": lambda: torch.nn.Sequential(*list(m.classifier)[1:]), "resnet18": lambda: m.fc,
+            "resnet34": lambda: m.fc}.get(arch, lambda: m.classifier)()
+
+
+def _hook_count(model: torch.nn.Module) -> int:
+    return sum(len(x._forward_hooks) + len(x._forward_pre_hooks) + len(x._backward_hooks) for x in model.modules())
+
+
+@pytest.fixture(scope="module")
+def fitted_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny model with a gate fitted on the first images of the shared chest X-ray splits."""
+    from medimg.data import data_root
+
+    if not (data_root() / "kermany-cxr" / "MANIFEST.csv").exists():
+        pytest.skip("shared kermany-cxr data not found")
+    out = tmp_path_factory.mktemp("fitted")
+    for p in tiny_model_dir.iterdir():
+        shutil.copy(p, out / p.name)
+    fit_gate(out / "tiny_smallcnn.json", quantile=0.95, limit=40, n_out_of_scope=8, device="cpu")
+    return out
+
+
+# --- network-free checks ---------------------------------------------------------------------------------
+
+def test_check_image_blank_colour_and_size(tiny_spec_path: Path) -> None:
+    spec = load_spec(tiny_spec_path)
+    blank = _gray(np.full((128, 128), 90.0))
+    checks = {c.name: c for c in check_image(blank, preprocess_run(blank, spec.preprocess), spec)}
+    assert not checks["content"].passed and "blank" in checks["content"].reason
+    rng = np.random.default_rng(0)
+    colour = _gray(rng.uniform(0, 255, (128, 128, 3)), photometric="RGB")
+    checks = {c.name: c for c in check_image(colour, preprocess_run(colour, spec.preprocess), spec)}
+    assert not checks["channels"].passed and "colour" in checks["channels"].reason
+    assert checks["content"].passed
+    small = _gray(rng.uniform(0, 255, (32, 40)))
+    checks = {c.name: c for c in check_image(small, preprocess_run(small, spec.preprocess), spec)}
+    assert not checks["size"].passed and "32 x 40" in checks["size"].reason
+
+
+def test_check_image_dicom_modality_and_body_part(tiny_spec_path: Path) -> None:
+    spec = load_spec(tiny_spec_path)
+    px = np.random.default_rng(1).uniform(0, 255, (96, 96))
+    ct = _gray(px, fmt="dicom", metadata={"Modality": "CT", "Body Part Examined": "HEAD"})
+    checks = {c.name: c for c in check_image(ct, preprocess_run(ct, spec.preprocess), spec)}
+    assert not checks["modality"].passed and "CT" in checks["modality"].reason
+    assert not checks["body part"].passed and "HEAD" in checks["body part"].reason
+    cr = _gray(px, fmt="dicom", metadata={"Modality": "cr", "Body Part Examined": "chest"})
+    checks = {c.name: c for c in check_image(cr, preprocess_run(cr, spec.preprocess), spec)}
+    assert checks["modality"].passed and checks["body part"].passed
+    # a PNG carries no modality: not checked
+    png = _gray(px)
+    assert "modality" not in {c.name for c in check_image(png, preprocess_run(png, spec.preprocess), spec)}
+
+
+def test_verdict_summary() -> None:
+    from medimg.gate import GateCheck
+
+    v = GateVerdict((GateCheck("a", True, "ok"), GateCheck("b", False, "bad", np.float32(2.5))))
+    assert not v.passed and [c.name for c in v.failures] == ["b"]
+    d = v.as_dict()
+    json.dumps(d)
+    assert d["passed"] is False and d["checks"][1]["reason"] == "bad"
+
+
+# --- penultimate features ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", list_models())
+def test_penultimate_features_feed_the_head(arch: str) -> None:
+    """Head(features) reproduces the logits: the features are exactly what the classifier sees."""
+    assert arch in FEATURE_LAYERS
+    torch.manual_seed(0)
+    model = create_model(arch, 1, 3).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        f = penultimate_features(model, x, arch)
+        assert f.ndim == 2 and f.shape[0] == 2
+        torch.testing.assert_close(_head(model, arch)(f), model(x), rtol=1e-5, atol=1e-5)
+    assert not model.training and _hook_count(model) == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_penultimate_features_unknown_architecture() -> None:
+    with pytest.raises(SpecError, match="no-such-net"):
+        penultimate_features(torch.nn.Identity(), torch.zeros(1, 1, 8, 8), "no-such-net")
+
+
+# --- statistics ----------------------------------------------------------------------------------------------
+
+def test_distribution_model_full_rank_is_exact_mahalanobis() -> None:
+    from sklearn.covariance import ledoit_wolf
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 6))
+    cov = a @ a.T + 0.1 * np.eye(6)
+    y = rng.integers(0, 2, 500)
+    means = np.array([np.zeros(6), np.full(6, 3.0)])
+    f = rng.multivariate_normal(np.zeros(6), cov, 500) + means[y]
+    dm = DistributionModel.fit(f, y, n_components=6)
+    assert dm.residual_variance == 0.0 and dm.components.shape == (6, 6)
+    fitted_means = np.stack([f[y == c].mean(0) for c in (0, 1)])
+    shrunk, _ = ledoit_wolf(f - fitted_means[y], assume_centered=True)
+    prec = np.linalg.inv(shrunk)
+    q = rng.normal(size=(20, 6)) * 4
+    ref = np.sqrt(np.min([np.einsum("nd,de,ne->n", q - m, prec, q - m) for m in fitted_means], axis=0))
+    np.testing.assert_allclose(dm.score(q), ref, rtol=1e-8)
+
+
+def test_distribution_model_low_rank_counts_residual_directions() -> None:
+    """A point off the training subspace (in a low-variance direction) scores far; PPCA formula holds."""
+    rng = np.random.default_rng(1)
+    d, k = 32, 4
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    scales = np.r_[np.full(k, 10.0), np.full(d - k, 0.1)]
+    f = (rng.normal(size=(2000, d)) * scales) @ basis.T
+    y = np.zeros(2000, int)
+    dm = DistributionModel.fit(f, y, n_components=k)
+    inlier = (rng.normal(size=(1, d)) * scales) @ basis.T
+    off = 3.0 * basis[:, -1][None]  # small in Euclidean norm, 30 sd off the subspace
+    big = 30.0 * basis[:, 0][None]  # large, but 3 sd along the main direction
+    s_in, s_off, s_big = dm.score(np.vstack([inlier, off, big]))
+    assert s_off > 3 * s_in and s_off > 3 * s_big
+    r = off[0] - dm.class_means[0]
+    z = dm.components.T @ r
+    expect = np.sqrt((z**2 / dm.variances).sum() + (r @ r - z @ z) / dm.residual_variance)
+    assert s_off == pytest.approx(expect, rel=1e-9)
+
+
+def test_distribution_model_round_trip_and_malformed() -> None:
+    rng = np.random.default_rng(2)
+    f, y = rng.normal(size=(100, 8)), rng.integers(0, 3, 100)
+    dm = DistributionModel.fit(f, y, n_components=3)
+    d = json.loads(json.dumps(dm.to_dict()))
+    dm2 = DistributionModel.from_dict(d)
+    np.testing.assert_allclose(dm2.score(f), dm.score(f), rtol=1e-5)
+    bad = json.loads(json.dumps(d))
+    bad["components"]["shape"] = [8, 4]
+    with pytest.raises(SpecError, match="shape"):
+        DistributionModel.from_dict(bad)
+    bad = json.loads(json.dumps(d))
+    bad["class_means"]["base64"] = "not base64!!"
+    with pytest.raises(SpecError, match="malformed"):
+        DistributionModel.from_dict(bad)
+    bad = json.loads(json.dumps(d))
+    bad["variances"] = encode_array(-np.ones(3), "<f8")
+    with pytest.raises(SpecError, match="positive"):
+        DistributionModel.from_dict(bad)
+    bad = json.loads(json.dumps(d))
+    bad["variances"] = encode_array(np.array([1.0, np.nan, 1.0]), "<f8")
+    with pytest.raises(SpecError, match="non-finite"):
+        DistributionModel.from_dict(bad)
+    bad = json.loads(json.dumps(d))
+    bad["components"]["dtype"] = "|O"  # object arrays (pickles) are never decoded
+    with pytest.raises(SpecError):
+        DistributionModel.from_dict(bad)
+    with pytest.raises(SpecError):
+        DistributionModel.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_encode_array_round_trip() -> None:
+    a = np.arange(12, dtype=np.float64).reshape(3, 4) / 7
+    np.testing.assert_allclose(decode_array(encode_array(a), "a"), a, rtol=1e-7)
+    np.testing.assert_array_equal(decode_array(encode_array(a, "<f8"), "a"), a)
+
+
+def test_conformal_threshold_rank_and_coverage() -> None:
+    s = np.arange(1, 10, dtype=float)[::-1]  # 9 scores, unsorted
+    assert conformal_threshold(s, 0.9) == 9.0  # ceil(10 * 0.9) = 9th smallest
+    assert conformal_threshold(s, 0.5) == 5.0
+    assert conformal_threshold(s, 0.99) == 9.0  # not attainable: the maximum
+    rng = np.random.default_rng(3)
+    cover = [np.mean(rng.normal(size=5000) <= conformal_threshold(rng.normal(size=200), 0.95)) for _ in range(200)]
+    assert np.mean(cover) >= 0.945
+    with pytest.raises(ValueError):
+        conformal_threshold(s, 1.0)
+
+
+def test_synthetic_images_are_seeded_and_out_of_scope_shaped() -> None:
+    for kind in SYNTHETIC_KINDS:
+        a = [im.pixels for im in synthetic_images(kind, 3, seed=5, size=(64, 80))]
+        b = [im.pixels for im in synthetic_images(kind, 3, seed=5, size=(64, 80))]
+        assert len(a) == 3 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+        assert all(x.shape[:2] == (64, 80) and x.dtype == np.float32 and 0 <= x.min() <= x.max() <= 255 for x in a)
+    assert next(synthetic_images("photo-like colour textures", 1)).is_color
+    assert np.ptp(next(synthetic_images("blank", 1)).pixels) == 0
+    with pytest.raises(ValueError):
+        next(synthetic_images("cats", 1))
+
+
+# --- the check in a Predictor --------------------------------------------------------------------------------
+
+def test_no_gate_fitted_is_reported_not_checked(tiny_spec_path: Path) -> None:
+    from medimg.predict import Predictor
+
+    pred = Predictor.from_spec(tiny_spec_path, device="cpu")
+    pre = pred.preprocess(_gray(np.random.default_rng(0).uniform(0, 255, (80, 80))))
+    (check,) = check_distribution(pred, pre)
+    assert check.name == "distribution" and check.passed and "not checked" in check.reason
+
+
+def test_fit_gate_writes_spec_and_keeps_weights(fitted_dir: Path, tiny_model_dir: Path) -> None:
+    w = (fitted_dir / "tiny_smallcnn.safetensors").read_bytes()
+    assert w == (tiny_model_dir / "tiny_smallcnn.safetensors").read_bytes()
+    spec = load_spec(fitted_dir / "tiny_smallcnn.json")
+    assert spec.sha256 == hashlib.sha256(w).hexdigest()
+    d, fit = spec.gate["distribution"], spec.gate["fit"]
+    assert d["threshold"] > 0 and d["quantile"] == 0.95 and d["feature_dim"] == 64
+    assert d["domain"] == "paediatric chest radiographs"
+    assert fit["n"] == {"train": 40, "val": 40, "test": 40}
+    assert fit["val_pass_rate"] >= 0.95
+    # every out-of-scope set that loaded is mostly refused (even a random-weights CNN separates these)
+    loaded = {k: v for k, v in fit["out_of_scope"].items() if v["n"]}
+    assert {"synthetic: noise", "synthetic: photo-like colour textures", "synthetic: blank"} <= set(loaded)
+    for name, r in loaded.items():
+        assert r["gate_flag_rate"] >= 0.75, name
+    assert (fitted_dir / "tiny_smallcnn.json").stat().st_size < 200_000
+    # the spec stays loadable by the plain loader, and the gate survives a save/load round trip
+    save_spec(spec, fitted_dir / "copy.json")
+    assert load_spec(fitted_dir / "copy.json").gate == spec.gate
+
+
+def test_fitted_gate_flags_noise_and_passes_training_like_images(fitted_dir: Path, shared_data: Path) -> None:
+    from medimg.data import read_manifest
+    from medimg.predict import Predictor
+
+    pred = Predictor.from_spec(fitted_dir / "tiny_smallcnn.json", device="cpu")
+    before = {k: v.clone() for k, v in pred.model.state_dict().items()}
+    noise = _gray(np.random.default_rng(7).uniform(0, 255, (200, 200)))
+    r = pred.predict(noise)
+    (dist,) = [c for c in r.gate.checks if c.name == "distribution"]
+    assert not dist.passed and not r.gate.passed
+    assert "looks unlike the paediatric chest radiographs" in dist.reason and "limit" in dist.reason
+    assert f"distance {dist.value:.0f}" in dist.reason and dist.value > pred.spec.gate["distribution"]["threshold"]
+    np.testing.assert_allclose(r.probs.sum(), 1.0)  # the user may still proceed: a prediction is there
+    rows = [x for x in read_manifest(shared_data / "kermany-cxr") if x["split"] == "val"][:10]
+    passed = [next(c for c in pred.predict(load_image(shared_data / "kermany-cxr" / x["path"])).gate.checks
+                   if c.name == "distribution").passed for x in rows]
+    assert sum(passed) >= 9
+    assert _hook_count(pred.model) == 0 and not pred.model.training
+    assert all(torch.equal(before[k], v) for k, v in pred.model.state_dict().items())
+    # parsed once and cached on the predictor (same object on the next call)
+    state = pred.__dict__["_ood_state"]
+    pred.predict(noise)
+    assert pred.__dict__["_ood_state"] is state
+
+
+def test_fitted_gate_distance_is_deterministic_and_batched_equal(fitted_dir: Path) -> None:
+    from medimg.predict import Predictor
+
+    pred = Predictor.from_spec(fitted_dir / "tiny_smallcnn.json", device="cpu")
+    ims = list(synthetic_images("photo-like colour textures", 3, seed=9, size=(96, 96)))
+    pres = [pred.preprocess(im) for im in ims]
+    one = [check_distribution(pred, p)[0].value for p in pres]
+    assert one == [check_distribution(pred, p)[0].value for p in pres]
+    from medimg.gate import _distribution_state, _features
+
+    model, _ = _distribution_state(pred)
+    batched = model.score(_features(pred, np.stack([p.model_input for p in pres])))
+    np.testing.assert_allclose(one, batched, rtol=1e-4)
+
+
+def test_malformed_gate_raises_spec_error(fitted_dir: Path, tmp_path: Path) -> None:
+    from medimg.predict import Predictor
+
+    for p in fitted_dir.glob("tiny_smallcnn.*"):
+        shutil.copy(p, tmp_path / p.name)
+    spec = load_spec(tmp_path / "tiny_smallcnn.json")
+    gate = json.loads(json.dumps(spec.gate))
+    gate["distribution"]["threshold"] = -1
+    save_spec(spec.replace(gate=gate), tmp_path / "tiny_smallcnn.json")
+    pred = Predictor.from_spec(tmp_path / "tiny_smallcnn.json", device="cpu")
+    with pytest.raises(SpecError, match="threshold"):
+        pred.predict(_gray(np.random.default_rng(0).uniform(0, 255, (80, 80))))
+
+
+def test_cli_fit_gate(tiny_model_dir: Path, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture) -> None:
+    from medimg.cli import main
+
+    for p in tiny_model_dir.iterdir():
+        shutil.copy(p, tmp_path / p.name)
+    rc = main(["fit-gate", "--model", str(tmp_path / "tiny_smallcnn.json"), "--limit", "12",
+               "--no-out-of-scope", "--device", "cpu", "--quantile", "0.9"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["name"] == "tiny_smallcnn" and out["quantile"] == 0.9 and out["threshold"] > 0
+    assert load_spec(tmp_path / "tiny_smallcnn.json").gate["distribution"]["threshold"] == out["threshold"]
+    assert main(["fit-gate", "--model", str(tmp_path / "missing.json")]) == 2

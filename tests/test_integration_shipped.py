@@ -1,0 +1,118 @@
+"""The shipped chest X-ray model: reproduces its stored test results, handles the shared chest DICOMs,
+and (once fitted) its out-of-distribution gate passes chest X-rays and refuses out-of-scope images.
+
+Skips when ``weights/cxr_pneumonia_resnet18.*`` is not there."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medimg.errors import MedimgError
+from medimg.evaluate import EvalReport
+from medimg.io import load_image
+from medimg.predict import Predictor
+from medimg.spec import load_spec
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def shipped(shipped_spec: Path) -> Predictor:
+    return Predictor.from_spec(shipped_spec, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def report(shipped_spec: Path) -> EvalReport:
+    p = shipped_spec.with_name(shipped_spec.stem + ".eval.json")
+    if not p.exists():
+        pytest.skip("the shipped model's eval report is not there")
+    return EvalReport.load(p)
+
+
+def test_shipped_files_are_consistent(shipped_spec: Path, report: EvalReport) -> None:
+    spec = load_spec(shipped_spec)
+    w = shipped_spec.with_suffix(".safetensors")
+    assert spec.sha256 == hashlib.sha256(w.read_bytes()).hexdigest()
+    assert spec.labels == ("normal", "pneumonia") and spec.positive_label == 1 and spec.temperature > 0
+    assert report.model == spec.name and report.split == "test" and len(report.ids) == len(report.y_true) == 624
+    np.testing.assert_allclose(report.probs.sum(1), 1.0, atol=1e-5)
+    assert report.metrics["accuracy"] == pytest.approx(spec.metrics["test"]["accuracy"], abs=1e-12)
+    assert spec.metrics["test"]["auroc"] > 0.9  # a useful model, not a placeholder
+
+
+def test_app_path_reproduces_stored_probabilities(shipped: Predictor, report: EvalReport, shared_data: Path) -> None:
+    """~50 test images through load_image -> preprocess -> Predictor match the training-time report."""
+    folder = shared_data / "kermany-cxr"
+    idx = np.linspace(0, len(report.ids) - 1, 50).astype(int)
+    for i in idx:
+        r = shipped.predict(load_image(folder / report.ids[i]))
+        np.testing.assert_allclose(r.probs, report.probs[i], atol=1e-5, err_msg=report.ids[i])
+
+
+@pytest.mark.slow
+def test_full_test_split_reproduces_spec_metrics(shipped_spec: Path) -> None:
+    from medimg.predict import evaluate_split
+
+    spec = load_spec(shipped_spec)
+    rep = evaluate_split(shipped_spec, "test", device="cpu")
+    assert rep.metrics["n"] == 624
+    assert rep.metrics["accuracy"] == pytest.approx(spec.metrics["test"]["accuracy"], abs=1e-6)
+    assert rep.metrics["auroc"] == pytest.approx(spec.metrics["test"]["auroc"], abs=1e-6)
+
+
+def test_every_shared_chest_dicom_gets_a_prediction(shipped: Predictor, shared_data: Path) -> None:
+    files = sorted((shared_data / "dicom" / "cxr").glob("*.dcm"))
+    if not files:
+        pytest.skip("no chest DICOMs in shared data")
+    undecodable = []
+    for f in files:
+        try:
+            image = load_image(f)
+        except (MedimgError, ModuleNotFoundError) as err:
+            undecodable.append(f"{f.name}: {type(err).__name__}: {err}")
+            continue
+        r = shipped.predict(image)
+        assert np.all(np.isfinite(r.probs)) and r.probs.sum() == pytest.approx(1.0), f.name
+        assert {c.name for c in r.gate.failures}.isdisjoint({"modality", "body part", "content"}), (
+            f.name, r.gate.as_dict())
+    if undecodable:
+        pytest.skip("the io loader cannot decode: " + "; ".join(undecodable))
+
+
+def _distribution(r) -> object:  # noqa: ANN001
+    return next(c for c in r.gate.checks if c.name == "distribution")
+
+
+def test_fitted_gate_passes_chest_xrays_and_refuses_out_of_scope(shipped: Predictor, report: EvalReport,
+                                                                  shared_data: Path) -> None:
+    gate = shipped.spec.gate.get("distribution")
+    if not gate:
+        pytest.skip("no distribution gate fitted yet (run `medimg fit-gate --model weights/<name>.json`)")
+    fit = shipped.spec.gate["fit"]
+    assert fit["test_pass_rate"] >= 0.95  # the requirement, as measured by fit-gate on all 624 test images
+    folder = shared_data / "kermany-cxr"
+    idx = np.linspace(0, len(report.ids) - 1, 40).astype(int)
+    passed = [_distribution(shipped.predict(load_image(folder / report.ids[i]))).passed for i in idx]
+    assert np.mean(passed) >= 0.9
+    from medimg.calibrate import synthetic_images
+
+    for kind in ("noise", "photo-like colour textures", "colour gradients"):
+        for im in synthetic_images(kind, 3, seed=123):
+            d = _distribution(shipped.predict(im))
+            assert not d.passed and "looks unlike" in d.reason, kind
+    for sub in ("brain-mri", "pbc-blood"):
+        from medimg.calibrate import _manifest_sample
+
+        for p in _manifest_sample(shared_data / sub, 5, seed=99):
+            assert not _distribution(shipped.predict(load_image(p))).passed, p.name

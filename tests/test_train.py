@@ -1,0 +1,104 @@
+"""Training: a tiny real run on shared chest X-rays, resume from a checkpoint, temperature scaling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medimg import train as mtrain
+from medimg.evaluate import EvalReport
+from medimg.models import load_model
+from medimg.spec import load_spec
+from medimg.train import TrainConfig, fit_temperature, train
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch: pytest.MonkeyPatch):
+    """One torch thread, and 20 bootstrap resamples instead of 1,000 (each runs the full metric set)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    build = EvalReport.build.__func__
+    monkeypatch.setattr(EvalReport, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **{**k, "n_boot": 20})))
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(out: Path, epochs: int) -> TrainConfig:
+    return TrainConfig(task="kermany-cxr", arch="smallcnn", input_size=32, epochs=epochs, batch_size=8, limit=24,
+                       out=str(out), name="tiny_run", device="cpu", num_threads=1, patience=5)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_tiny_training_run_interrupted_and_resumed(tmp_path: Path, shared_data: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # run 1: killed right after the epoch-1 checkpoint is written
+    real_save = mtrain._save_checkpoint
+
+    def save_then_die(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        real_save(*a, **k)
+        raise _Interrupt
+
+    monkeypatch.setattr(mtrain, "_save_checkpoint", save_then_die)
+    with pytest.raises(_Interrupt):
+        train(_cfg(tmp_path, 2))
+    ckpt = tmp_path / "tiny_run.ckpt.safetensors"
+    assert ckpt.exists() and not (tmp_path / "tiny_run.safetensors").exists()
+    first = json.loads(ckpt.with_suffix(".json").read_text())["history"]
+    assert [r["epoch"] for r in first] == [1]
+
+    # run 2: the same command resumes at epoch 2
+    monkeypatch.setattr(mtrain, "_save_checkpoint", real_save)
+    with caplog.at_level(logging.INFO, logger="medimg.train"):
+        spec = train(_cfg(tmp_path, 2))
+    assert "resumed from epoch 1" in caplog.text
+    history = json.loads((tmp_path / "tiny_run.log.json").read_text())["history"]
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert history[0] == first[0]  # epoch 1 was not re-run
+    assert all(np.isfinite(r["train_loss"]) for r in history)
+
+    # outputs: weights + spec + eval report + log; checkpoint removed
+    w = tmp_path / "tiny_run.safetensors"
+    assert w.exists() and (tmp_path / "tiny_run.json").exists() and (tmp_path / "tiny_run.eval.json").exists()
+    assert not ckpt.exists() and not ckpt.with_suffix(".json").exists()
+    assert spec.sha256 == hashlib.sha256(w.read_bytes()).hexdigest()
+    on_disk = load_spec(tmp_path / "tiny_run.json")
+    def norm(s):  # noqa: ANN001, ANN202 - the same, up to tuples becoming JSON lists
+        return json.loads(json.dumps(s.to_dict()))
+
+    assert norm(spec) == norm(on_disk)
+    assert on_disk.temperature > 0 and on_disk.temperature == spec.temperature
+    assert on_disk.labels == ("normal", "pneumonia") and on_disk.positive_label == 1
+    assert on_disk.preprocess.input_size == (32, 32) and on_disk.cam_layer == "features.conv3"
+    assert on_disk.training["epochs_run"] == 2 and on_disk.training["n"] == {"train": 24, "val": 24, "test": 24}
+    assert 0.0 <= on_disk.metrics["test"]["accuracy"] <= 1.0
+    report = EvalReport.load(tmp_path / "tiny_run.eval.json")
+    assert report.probs.shape == (24, 2) and len(report.ids) == 24
+    assert set(report.y_true.tolist()) == {0, 1}  # the limit samples both classes
+    # the written model loads and reproduces the report's probabilities
+    model, _ = load_model(tmp_path / "tiny_run.json")
+    from medimg.predict import Predictor, softmax
+
+    pred = Predictor(model, on_disk, "cpu")
+    assert pred.model is model and np.isfinite(softmax(np.zeros((1, 2)))).all()
+
+
+def test_fit_temperature_recovers_known_temperature() -> None:
+    rng = np.random.default_rng(0)
+    n, k, t_true = 20000, 3, 2.5
+    z = rng.normal(0, 2.0, (n, k))  # calibrated logits
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = (rng.uniform(size=(n, 1)) > p.cumsum(1)).sum(1)  # labels drawn from softmax(z)
+    t = fit_temperature(z * t_true, y)  # an overconfident model: logits scaled by 2.5
+    assert t == pytest.approx(t_true, rel=0.05)
+    assert fit_temperature(z, y) == pytest.approx(1.0, rel=0.05)
+    assert fit_temperature(z / 2, y) == pytest.approx(0.5, rel=0.05)  # underconfident -> T < 1
