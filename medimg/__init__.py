@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from medimg.errors import MedimgError
-from medimg.evaluate import EvalReport
 from medimg.io import MedicalImage, Window, load_image
 from medimg.preprocess import run as preprocess
 from medimg.spec import ModelSpec, PreprocessConfig, load_spec
@@ -49,6 +48,10 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy torch-dependent names keep `i
         from medimg import models
 
         return getattr(models, name)
+    if name == "EvalReport":  # scikit-learn is slow to import: only pages that need it pay for it
+        from medimg.evaluate import EvalReport
+
+        return EvalReport
     if name in ("Predictor", "Prediction"):
         from medimg import predict
 

@@ -361,7 +361,7 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
     """
     from medimg.calibrate import near_scope_sets, out_of_scope_sets
     from medimg.predict import Predictor
-    from medimg.spec import save_spec
+    from medimg.spec import load_spec, save_spec
     from medimg.train import TASKS, TrainConfig, _load_task_split
 
     t0 = time.time()
@@ -406,9 +406,13 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         "threshold_rule": "split-conformal quantile of validation-split distances",
         "domain": domain or _DOMAINS.get(task_key, "images"), "model": model.to_dict(),
     }
-    gate = dict(spec.gate)
+    # re-read the spec so edits made while fitting are kept; refuse if the weights changed meanwhile
+    current = load_spec(spec_path)
+    if current.sha256 != spec.sha256 or current.architecture != spec.architecture:
+        raise SpecError(f"The weights of {spec.name} changed while the gate was being fitted; run fit-gate again.")
+    gate = dict(current.gate)
     gate.update(distribution=distribution, fit=fit)
-    spec = spec.replace(gate=gate)
+    spec = current.replace(gate=gate)
     save_spec(spec, spec_path)
     if fit["test_pass_rate"] < 0.95:
         log.warning("fit-gate: only %.1f %% of in-distribution test images pass (target >= 95 %%)",

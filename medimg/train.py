@@ -267,6 +267,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     Re-running the same command resumes from the checkpoint.
     """
     task = TASKS[cfg.task]
+    code_commit = _code_version()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     distributed = world > 1
@@ -408,11 +409,11 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         labels=tuple(labels), preprocess=pp, intended_use=task.intended_use, modalities=task.modalities,
         body_parts=task.body_parts, positive_label=pos, temperature=temperature, threshold=None,
         cam_layer=DEFAULT_CAM_LAYER.get(cfg.arch, ""),
-        training={"command": "medimg train " + " ".join(shlex.quote(a) for a in (argv or [])),
+        training={"command": "medimg " + " ".join(shlex.quote(a) for a in (argv or [])),
                   "data": data_ref, "data_checksum_sha256_manifest": data_sum, "seed": cfg.seed,
                   "epochs_run": len(history), "best_epoch": best_epoch, "best_val_auroc": best_auroc,
                   "wall_seconds": round(wall, 1), "device": str(device), "processes": world,
-                  "torch": torch.__version__, "code_commit": _code_version(), "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
+                  "torch": torch.__version__, "code_commit": code_commit, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
         metrics={"test": summary},
     )
     spec = save_weights(net, spec, out)

@@ -380,9 +380,11 @@ def training_curves_figure(history: Sequence[Mapping[str, float]]) -> go.Figure:
             fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=name, line=dict(dash=dash)),
                           secondary_y=secondary)
     fig.update_xaxes(title="epoch")
-    fig.update_yaxes(title="loss", secondary_y=False)
-    fig.update_yaxes(title="AUROC / accuracy", secondary_y=True, range=[0, 1.02])
-    fig.update_layout(title="Training log", margin=_MARGIN, template=_TEMPLATE, height=380)
+    fig.update_yaxes(title="loss", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title="AUROC / accuracy", secondary_y=True, range=[0, 1.02], tickmode="array",
+                     tickvals=[0, 0.25, 0.5, 0.75, 1.0], showgrid=False)
+    fig.update_layout(title="Training log", margin=_MARGIN, template=_TEMPLATE, height=380,
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
     return fig
 
 

@@ -51,7 +51,8 @@ with right:
         prediction = timed.value
         pre_s = prediction.seconds
         timings["preprocess"] = (pre_s.get("preprocess", 0.0), timed.cached)
-        timings["predict"] = (pre_s.get("predict", 0.0) + pre_s.get("gate", 0.0), timed.cached)
+        timings["predict"] = (pre_s.get("predict", 0.0), timed.cached)
+        timings["applicability checks"] = (pre_s.get("gate", 0.0), timed.cached)
         ui.widgets.show_gate(prediction.gate)
         show_result = prediction.gate.passed or st.checkbox(
             "Analyse anyway: I have read the warnings above", key=f"anyway-{uid}-{frame}",
@@ -59,15 +60,7 @@ with right:
         if not show_result:
             st.info("The result is hidden until you confirm you have read the warnings.", icon=":material/visibility_off:")
         else:
-            st.markdown(f"**Model output: {prediction.label}** ({prediction.probs[prediction.label_index]:.1%})")
-            spec = option.spec
-            st.plotly_chart(ui.viz.probability_bars(
-                prediction.probabilities, highlight=prediction.label,
-                threshold=spec.threshold if spec is not None else None,
-                threshold_label=(spec.labels[spec.positive_label] if spec is not None and spec.threshold is not None
-                                 and spec.positive_label is not None else None)), key="probabilities")
-            device = "GPU (CUDA)" if prediction.device == "cuda" else "CPU"
-            st.caption(f":material/memory: Ran on **{device}**. Probabilities are temperature-calibrated.")
+            ui.widgets.show_prediction(prediction, option.spec)
 
 if show_result:
     st.subheader("Grad-CAM: where the network looked")
@@ -85,14 +78,10 @@ if show_result:
         timings["overlay"] = (blended.seconds, False)
         cam_col, note_col = st.columns([3, 1])
         with cam_col:
-            st.plotly_chart(ui.viz.heatmap_overlay_figure(blended.value, relative=True), key="cam-figure")
+            st.plotly_chart(ui.viz.heatmap_overlay_figure(blended.value, relative=cam.value.scale == "relative"),
+                            key="cam-figure")
         with note_col:
-            st.caption(f"{method_label} for **{prediction.labels[target]}**, over the original image as displayed. "
-                       "Colours are **relative**: each map is min–max scaled on its own, so red means 'most "
-                       "important in this image', not an absolute amount, and maps of different images are not "
-                       "comparable. A heat map shows what influenced the model, not where disease is.")
-            if not prediction.gate.passed:
-                st.warning("The applicability checks failed for this image (see above).", icon=":material/report:")
+            ui.widgets.show_cam_note(method_label, prediction.labels[target], prediction.gate.passed)
 
 if prediction is not None:
     st.subheader("What the network saw")

@@ -340,3 +340,26 @@ def test_cli_fit_gate(tiny_model_dir: Path, tmp_path: Path, shared_data: Path, c
     assert out["name"] == "tiny_smallcnn" and out["quantile"] == 0.9 and out["threshold"] > 0
     assert load_spec(tmp_path / "tiny_smallcnn.json").gate["distribution"]["threshold"] == out["threshold"]
     assert main(["fit-gate", "--model", str(tmp_path / "missing.json")]) == 2
+
+
+def test_fit_gate_keeps_concurrent_spec_edits_and_refuses_changed_weights(
+        tiny_model_dir: Path, tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import medimg.gate as gate_mod
+
+    for p in tiny_model_dir.iterdir():
+        shutil.copy(p, tmp_path / p.name)
+    path = tmp_path / "tiny_smallcnn.json"
+    real = gate_mod.conformal_threshold
+
+    def edit_then_threshold(scores, q, new_sha=None):  # noqa: ANN001, ANN202
+        s = load_spec(path)
+        save_spec(s.replace(title="edited meanwhile", **({"sha256": new_sha} if new_sha else {})), path)
+        return real(scores, q)
+
+    monkeypatch.setattr(gate_mod, "conformal_threshold", edit_then_threshold)
+    spec = fit_gate(path, limit=8, out_of_scope=False, device="cpu")
+    assert spec.title == "edited meanwhile" and load_spec(path).title == "edited meanwhile"
+    assert load_spec(path).gate["distribution"]["threshold"] > 0
+    monkeypatch.setattr(gate_mod, "conformal_threshold", lambda s, q: edit_then_threshold(s, q, "0" * 64))
+    with pytest.raises(SpecError, match="changed while"):
+        fit_gate(path, limit=8, out_of_scope=False, device="cpu")

@@ -34,10 +34,26 @@ def load_image(data: bytes | bytearray | memoryview | str | os.PathLike, frame: 
 
     Raises
     ------
-    UnsupportedFormatError, CorruptFileError, CompressionNotSupportedError, ImageTooLargeError
-        Subclasses of :class:`medimg.errors.MedimgError` with a message safe to show a user.
+    UnsupportedFormatError
+        Not an image medimg reads (decided by content: PDF, ZIP, text, HTML/SVG, executables, unknown bytes).
+    CorruptFileError
+        Truncated or damaged file, header/data mismatch, undecodable code stream.
+    CompressionNotSupportedError
+        A DICOM transfer syntax (0002,0010) outside :data:`medimg.io.dicom.TRANSFER_SYNTAXES`.
+    ImageTooLargeError
+        Over :data:`MAX_FILE_BYTES`, or declared dimensions/frames over the decoding limits (checked before
+        any pixel is decoded: :data:`medimg.io.raster.MAX_PIXELS`, :data:`medimg.io.dicom.MAX_DECODED_BYTES`).
+        All four are :class:`medimg.errors.MedimgError` subclasses whose message is safe to show a user: it
+        names the problem and the fix and never contains patient data, file names or library error text.
     ValueError
         ``frame`` outside the file's frames (a programming error, not bad input).
+
+    Notes
+    -----
+    Deterministic, no file is ever written, and each input is bounded to about 5 s and +256 MB (see
+    RELIABILITY.md). See :func:`medimg.io.dicom.load_dicom` for the DICOM order of operations (Modality LUT ->
+    VOI LUT / window -> MONOCHROME1 / Presentation LUT Shape inversion) and :func:`medimg.io.raster.load_raster`
+    for the raster channel rule.
     """
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)

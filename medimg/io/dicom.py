@@ -425,7 +425,7 @@ def _pixel_element(buffer: bytes, pos: int, actual_ts: str) -> tuple[str, str, m
         value = memoryview(buffer)[start:]
     else:
         if start + length > len(buffer):
-            raise _corrupt("The DICOM pixel data is shorter than its header declares: the file is truncated.")
+            raise _corrupt("The DICOM pixel data are shorter than their header declares: the file is truncated.")
         value = memoryview(buffer)[start : start + length]
     return _PIXEL_TAGS[tag], vr, value, start, undefined
 
@@ -709,14 +709,19 @@ def _load(data: bytes, frame: int | None) -> MedicalImage:
                        f"{stored}, Pixel Representation {pixrep}; (0028,0100)/(0028,0101)/(0028,0103)).")
     if n_frames < 1:
         raise _corrupt(f"The DICOM header declares {n_frames} frames (Number of Frames (0028,0008)).")
+    if spp in (1, 3) and (pi in _COLOR_PI) != (spp == 3) and pi in (*_MONO, "PALETTE COLOR", *_COLOR_PI):
+        raise _corrupt(f"The DICOM header is inconsistent: Photometric Interpretation {clean_text(pi)[:20]} "
+                       f"with {spp} sample(s) per pixel ((0028,0004)/(0028,0002)).")
     if spp == 1:
         if pi not in _MONO and pi != "PALETTE COLOR":
-            raise UnsupportedFormatError(f"The DICOM Photometric Interpretation '{clean_text(pi)[:20]}' with one "
-                                         "sample per pixel is not supported. Export it as MONOCHROME2 or RGB.")
+            raise UnsupportedFormatError(f"The DICOM Photometric Interpretation '{clean_text(pi)[:20]}' is not "
+                                         "supported. Export it as MONOCHROME2 or RGB.")
     elif spp == 3:
-        if pi not in _COLOR_PI or planar not in (0, 1):
+        if pi not in _COLOR_PI:
             raise UnsupportedFormatError(f"The DICOM colour encoding '{clean_text(pi)[:20]}' is not supported. "
                                          "Export it as RGB.")
+        if planar not in (0, 1):
+            raise _corrupt(f"The DICOM Planar Configuration (0028,0006) is {planar}; only 0 or 1 are valid.")
     else:
         raise _corrupt(f"The DICOM header declares {spp} samples per pixel (0028,0002); only 1 or 3 are valid.")
     _check_size(rows, cols, spp, bits, n_frames)

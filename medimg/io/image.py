@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Window", "MedicalImage", "apply_window"]
+__all__ = ["Window", "MedicalImage", "apply_window", "full_range_window"]
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,11 @@ class MedicalImage:
     Attributes
     ----------
     pixels : (H, W) or (H, W, 3) float32 ndarray
-        The selected frame in modality units: HU for CT after Rescale Slope/Intercept (0028,1053)/(0028,1052),
-        stored values for other DICOMs, 0..255 or 0..65535 for raster images. Colour images are RGB.
+        The selected frame in modality units: HU for CT after Rescale Slope/Intercept (0028,1053)/(0028,1052)
+        (or the Pixel Value Transformation Sequence (0028,9145) of Enhanced CT), rescaled or stored values for
+        other DICOMs, 0..255 or 0..65535 for raster images. Colour images (RGB, YBR, PALETTE COLOR) are RGB
+        in their stored range (0..2**BitsStored - 1, or the palette's 8/16-bit range). Always a new array,
+        never a view on the uploaded bytes.
     format : str
         What the content was sniffed as: ``"dicom"``, ``"png"``, ``"jpeg"``, ``"tiff"``, ``"gif"``, ``"bmp"``.
     photometric : str
@@ -105,7 +108,10 @@ class MedicalImage:
     invert : bool
         Whether display inverts after the VOI transform (MONOCHROME1 or Presentation LUT Shape INVERSE).
     units : str
-        ``"HU"`` for CT with a rescale, otherwise ``"stored value"`` or ``"8-bit"``/``"16-bit"``.
+        ``"HU"`` for CT with a rescale; for other DICOMs the Rescale Type (0028,1054) when it names one (e.g.
+        ``"OD"``), ``"rescaled value"`` for an unnamed non-identity rescale or Modality LUT, else
+        ``"stored value"``; ``"N-bit"`` for colour DICOMs; ``"8-bit"``, ``"16-bit"``, ``"32-bit"`` or
+        ``"float"`` for raster images.
     frame_index, n_frames : int
         Which frame ``pixels`` is (0-based) and how many the file holds.
     metadata : dict of str to str
@@ -113,7 +119,9 @@ class MedicalImage:
     withheld : dict of str to int
         Count of attributes not shown, per category (patient identity, dates, institution, UIDs, ...).
     notes : tuple of str
-        Things the user should know about the decode (e.g. "Burned In Annotation: YES", "EXIF rotation applied").
+        Things the user should know about the decode, safe to show (no patient data): e.g.
+        "Burned In Annotation: YES — the pixels may show patient-identifying text", lossy compression,
+        "EXIF orientation applied", a header window that was ignored or not used as the default.
     """
 
     pixels: np.ndarray
@@ -161,7 +169,21 @@ class MedicalImage:
 
 
 def full_range_window(pixels: np.ndarray, name: str = "full range") -> Window:
-    """A LINEAR_EXACT window spanning the finite min..max of ``pixels`` (width at least 1)."""
+    """A LINEAR_EXACT window spanning the min..max of ``pixels`` (width at least 1).
+
+    Parameters
+    ----------
+    pixels : (H, W) or (H, W, 3) float ndarray
+        Finite values in modality units (NaN is ignored).
+    name : str
+        The preset's name shown to the user.
+
+    Returns
+    -------
+    Window
+        ``center = min + width / 2``, ``width = max(max - min, 1)``, function ``"LINEAR_EXACT"`` (PS3.3
+        C.11.2.1.3.2), so that min maps to 0 and max to 1.
+    """
     lo = float(np.nanmin(pixels)) if pixels.size else 0.0
     hi = float(np.nanmax(pixels)) if pixels.size else 1.0
     width = max(hi - lo, 1.0)

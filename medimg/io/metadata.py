@@ -81,7 +81,19 @@ _DATE_VRS = frozenset({"DA", "DT", "TM"})
 
 
 def clean_text(value: object) -> str:
-    """A display string: printable characters only, whitespace collapsed, at most 64 characters."""
+    """A display string of a header value.
+
+    Parameters
+    ----------
+    value : object
+        Any value (``str()`` is taken).
+
+    Returns
+    -------
+    str
+        Printable characters only, whitespace collapsed, at most 64 characters (longer text is cut and ends
+        with an ellipsis).
+    """
     text = str(value)
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     text = " ".join(text.split())

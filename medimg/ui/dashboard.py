@@ -22,7 +22,7 @@ METRIC_NAMES: dict[str, str] = {
     "npv": "NPV",
     "f1": "F1",
     "macro_f1": "Macro F1",
-    "ece": "ECE (calibration error, lower is better)",
+    "ece": "ECE (lower is better)",
 }
 
 

@@ -9,14 +9,15 @@ import numpy as np
 import streamlit as st
 
 from medimg.io import MedicalImage, Window
-from medimg.viz import to_uint8
+from medimg.viz import probability_bars, to_uint8
 
 if TYPE_CHECKING:  # pragma: no cover
     from medimg.gate import GateVerdict
     from medimg.predict import Prediction
+    from medimg.spec import ModelSpec
 
 __all__ = ["CUSTOM_WINDOW", "frame_picker", "window_picker", "show_image", "show_metadata", "show_gate",
-           "show_steps", "show_timings", "format_seconds"]
+           "show_prediction", "show_cam_note", "show_steps", "show_timings", "format_seconds"]
 
 #: Label of the custom center/width option of :func:`window_picker`.
 CUSTOM_WINDOW = "Custom center / width"
@@ -139,6 +140,29 @@ def show_gate(verdict: GateVerdict) -> None:
         st.success(f"Applicability checks passed ({names}).", icon=":material/task_alt:")
 
 
+def show_prediction(prediction: Prediction, spec: ModelSpec | None) -> None:
+    """The predicted label, the calibrated probabilities (plotly bars) and the device that ran the network."""
+    p = float(prediction.probs[prediction.label_index])
+    st.markdown(f"**Model output: {prediction.label}** ({p:.1%})")
+    threshold = spec.threshold if spec is not None else None
+    positive = (spec.labels[spec.positive_label]
+                if spec is not None and threshold is not None and spec.positive_label is not None else None)
+    st.plotly_chart(probability_bars(prediction.probabilities, highlight=prediction.label, threshold=threshold,
+                                     threshold_label=positive), key="probabilities")
+    device = "GPU (CUDA)" if prediction.device == "cuda" else "CPU"
+    st.caption(f":material/memory: Ran on **{device}**. Probabilities are temperature-calibrated.")
+
+
+def show_cam_note(method_label: str, target_label: str, gate_passed: bool) -> None:
+    """How to read the heat map (relative scale, not a lesion map), and the gate warning beside it."""
+    st.caption(f"{method_label} for **{target_label}**, over the original image as displayed. Colours are "
+               "**relative**: each map is min–max scaled on its own, so red means 'most important in this image', "
+               "not an absolute amount, and maps of different images are not comparable. A heat map shows what "
+               "influenced the model, not where disease is.")
+    if not gate_passed:
+        st.warning("The applicability checks failed for this image (see above).", icon=":material/report:")
+
+
 def _displayable(step_image: np.ndarray, name: str) -> np.ndarray:
     x = np.asarray(step_image, dtype=np.float32)
     if x.ndim == 3 and x.shape[2] == 1:
@@ -149,6 +173,16 @@ def _displayable(step_image: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
+def _letterbox(u8: np.ndarray, fill: int = 251) -> np.ndarray:
+    """Pad a uint8 image to a square with the page's background grey, so step thumbnails line up."""
+    rows, cols = u8.shape[:2]
+    side = max(rows, cols)
+    out = np.full((side, side) + u8.shape[2:], fill, dtype=np.uint8)
+    r0, c0 = (side - rows) // 2, (side - cols) // 2
+    out[r0 : r0 + rows, c0 : c0 + cols] = u8
+    return out
+
+
 def show_steps(prediction: Prediction, per_row: int = 5) -> None:
     """"What the network saw": each preprocessing step's image with its description."""
     steps = prediction.preprocessed.steps
@@ -156,7 +190,7 @@ def show_steps(prediction: Prediction, per_row: int = 5) -> None:
         cols = st.columns(per_row)
         for col, step in zip(cols, steps[start : start + per_row], strict=False):
             with col:
-                st.image(to_uint8(_displayable(step.image, step.name), 384), width="stretch")
+                st.image(_letterbox(to_uint8(_displayable(step.image, step.name), 384)), width="stretch")
                 st.markdown(f"**{step.name}**")
                 extra = " (shown min–max scaled)" if step.name == "normalise" else ""
                 st.caption(step.description + extra)

@@ -52,7 +52,7 @@ def _assert_result(at: AppTest, labels: tuple[str, ...] = ("normal", "pneumonia"
     for name in ("**window**", "**geometry**", "**normalise**"):
         assert name in steps
     timing_steps = list(at.dataframe[-1].value["Step"])
-    assert timing_steps == ["decode", "preprocess", "predict", "Grad-CAM", "overlay"]
+    assert timing_steps == ["decode", "preprocess", "predict", "applicability checks", "Grad-CAM", "overlay"]
 
 
 def test_without_upload_prompts_and_shows_notice(make_app) -> None:
@@ -82,7 +82,7 @@ def test_kermany_jpeg(make_app, shared_data: Path) -> None:
     at.slider(key="cam-alpha").set_value(0.8).run()
     assert_clean(at)
     timings = at.dataframe[-1].value
-    assert list(timings["This run"])[:4] == ["reused"] * 4
+    assert list(timings["This run"]) == ["reused"] * 5 + ["computed"]
 
 
 def test_dicom_gate_and_analyse_anyway(make_app, shared_data: Path) -> None:

@@ -285,11 +285,12 @@ def test_pydicom_does_not_log_values(caplog: pytest.LogCaptureFixture, capsys: p
     ds = pydicom.dcmread(io.BytesIO(make_dicom(arr, canary=True)))
     ds["PatientBirthDate"].value = "Canary-not-a-date"  # invalid DA: pydicom warns with the value if validating
     fp = io.BytesIO()
+    old = pydicom.config.settings.writing_validation_mode
     pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
     try:
         ds.save_as(fp, enforce_file_format=True)
     finally:
-        pydicom.config.settings.writing_validation_mode = None
+        pydicom.config.settings.writing_validation_mode = old
     with caplog.at_level("DEBUG"):
         load_image(fp.getvalue())
     out = capsys.readouterr()

@@ -140,6 +140,21 @@ def test_gif_bombs() -> None:
     check(many + frame * 3_000 + b"\x3b", ImageTooLargeError, "gif 3000 frames")
 
 
+def test_apng_declaring_millions_of_frames() -> None:
+    frames = [Image.new("L", (8, 8), v) for v in (0, 255)]
+    data = bytearray(pil_bytes(frames[0], "PNG", save_all=True, append_images=frames[1:]))
+    i = data.index(b"acTL")
+    payload = struct.pack(">LL", 5_000_000, 0)
+    data[i + 4 : i + 12] = payload
+    data[i + 12 : i + 16] = struct.pack(">L", zlib.crc32(b"acTL" + payload))
+    check(bytes(data), (ImageTooLargeError, CorruptFileError), "apng 5e6 frames")
+
+
+def test_tiff_with_too_many_pages() -> None:
+    pages = [Image.new("L", (2, 2), i % 256) for i in range(2_100)]
+    check(pil_bytes(pages[0], "TIFF", save_all=True, append_images=pages[1:]), ImageTooLargeError, "tiff 2100 pages")
+
+
 @pytest.mark.parametrize(("attrs", "label"), [
     ({"Rows": 60_000, "Columns": 60_000}, "rows x columns"),
     ({"NumberOfFrames": 1_000_000}, "frames"),
