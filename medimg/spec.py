@@ -124,6 +124,10 @@ class ModelSpec:
     format_version: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.labels, str) or not all(isinstance(x, str) and x for x in self.labels):
+            raise SpecError("labels must be a list of non-empty strings.")
+        if len(set(self.labels)) != len(self.labels):
+            raise SpecError(f"labels must be distinct, got {list(self.labels)}.")
         if len(self.labels) < 2:
             raise SpecError(f"A model needs at least two labels, got {list(self.labels)}.")
         if not self.temperature > 0:
@@ -155,6 +159,8 @@ class ModelSpec:
             d = {k: v for k, v in d.items() if k in known}
             for key in ("labels", "modalities", "body_parts"):
                 if key in d:
+                    if isinstance(d[key], str):
+                        raise SpecError(f"{key} must be a list of strings, not a single string.")
                     d[key] = tuple(d[key])
             return cls(preprocess=PreprocessConfig(**pp), **d)
         except SpecError:

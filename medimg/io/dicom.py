@@ -20,6 +20,7 @@ error message; error messages name the problem and the fix only.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import struct
 import warnings
@@ -50,6 +51,25 @@ __all__ = ["load_dicom", "TRANSFER_SYNTAXES", "CT_PRESETS", "MAX_DECODED_BYTES",
 
 # pydicom must never warn or log with element values (PS3.15 Annex E in mind): no value validation on read.
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
+class _DropPydicomRecords(logging.Filter):
+    """Drop every record of pydicom's logger: with debugging on, pydicom logs raw element bytes (names,
+    IDs, dates) and its warnings can quote values. A server that handles patient data keeps none of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: ARG002
+        return False
+
+
+_PYDICOM_LOGGER = logging.getLogger("pydicom")
+if not any(isinstance(f, _DropPydicomRecords) for f in _PYDICOM_LOGGER.filters):
+    _PYDICOM_LOGGER.addFilter(_DropPydicomRecords())
+
+
+def _quiet_pydicom() -> None:
+    """Turn pydicom's debug mode off again (someone may have called ``pydicom.config.debug(True)``)."""
+    if pydicom.config.debugging:
+        pydicom.config.debugging = False
 
 #: Transfer syntaxes (0002,0010) decoded, UID -> (name, lossy). Anything else is refused before decoding.
 TRANSFER_SYNTAXES: dict[str, tuple[str, bool]] = {
@@ -949,6 +969,7 @@ def load_dicom(data: bytes | bytearray | memoryview, frame: int | None = None) -
     DICOM PS3.3 C.7.6.3 (Image Pixel), C.11.1 (Modality LUT), C.11.2 (VOI LUT), C.11.6 (Presentation LUT),
     C.7.6.16 (Multi-frame Functional Groups); PS3.5 8 and A.4 (encapsulation); PS3.10 7.1 (file format).
     """
+    _quiet_pydicom()
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
         raise ValueError(f"frame must be an int or None, not {type(frame).__name__}")
     if frame is not None and frame < 0:

@@ -113,8 +113,13 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
 def _load_predictor(spec_path: str, stamp: tuple[int, int]) -> Predictor:  # noqa: ARG001 - stamp is the cache key
+    import torch
+
     from medimg.predict import Predictor
 
+    # Threads for the server's concurrency: MAX_CONCURRENT_ANALYSES analyses share the cores; more intra-op
+    # threads than cores per analysis oversubscribes the CPU and makes every session slower.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // MAX_CONCURRENT_ANALYSES))
     return Predictor.from_spec(spec_path)
 
 
