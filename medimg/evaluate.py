@@ -112,29 +112,60 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, positive_label: int |
     return out
 
 
+def _binary_auroc(pos: np.ndarray, score: np.ndarray) -> float:
+    """AUROC as the Mann-Whitney U statistic with mid-ranks for ties (equals sklearn's roc_auc_score)."""
+    from scipy.stats import rankdata
+
+    n1 = int(pos.sum())
+    n0 = len(pos) - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _fast_binary(y_true: np.ndarray, probs: np.ndarray, positive_label: int, threshold: float | None) -> dict[str, float]:
+    y_pred = predict_labels(probs, positive_label, threshold)
+    pos, pred_pos = y_true == positive_label, y_pred == positive_label
+    tp, fn = int((pos & pred_pos).sum()), int((pos & ~pred_pos).sum())
+    fp, tn = int((~pos & pred_pos).sum()), int((~pos & ~pred_pos).sum())
+    nan = float("nan")
+    return {"accuracy": (tp + tn) / len(y_true), "auroc": _binary_auroc(pos, probs[:, positive_label]),
+            "sensitivity": tp / (tp + fn) if tp + fn else nan, "specificity": tn / (tn + fp) if tn + fp else nan,
+            "ppv": tp / (tp + fp) if tp + fp else nan, "npv": tn / (tn + fn) if tn + fn else nan}
+
+
 def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, keys: tuple[str, ...] = ("accuracy", "auroc"),
                  n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, positive_label: int | None = None,
                  threshold: float | None = None) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap confidence intervals (resampling images with replacement).
+    """Percentile bootstrap confidence intervals (resampling images with replacement; Efron & Tibshirani 1993).
+
+    Binary metrics (accuracy, AUROC, sensitivity, specificity, PPV, NPV) are computed with numpy per resample
+    (the same definitions as :func:`compute_metrics`); other keys fall back to :func:`compute_metrics`.
 
     Returns
     -------
     dict of key -> (low, high)
-        The ``alpha/2`` and ``1 - alpha/2`` quantiles of each metric over ``n_boot`` resamples.
+        The ``alpha/2`` and ``1 - alpha/2`` quantiles of each metric over ``n_boot`` resamples (resamples that
+        miss a class are skipped).
     """
     rng = np.random.default_rng(seed)
-    y_true = np.asarray(y_true); probs = np.asarray(probs)
-    vals: dict[str, list[float]] = {k: [] for k in keys}
+    y_true = np.asarray(y_true); probs = np.asarray(probs, dtype=np.float64)
+    k = probs.shape[1]
+    fast = k == 2 and set(keys) <= {"accuracy", "auroc", "sensitivity", "specificity", "ppv", "npv"}
+    pos_label = 1 if positive_label is None else positive_label
+    vals: dict[str, list[float]] = {key: [] for key in keys}
     n = len(y_true)
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        if len(np.unique(y_true[idx])) < probs.shape[1]:
+        if len(np.unique(y_true[idx])) < k:
             continue
-        m = compute_metrics(y_true[idx], probs[idx], positive_label, threshold)
-        for k in keys:
-            if k in m:
-                vals[k].append(m[k])
-    return {k: (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))) for k, v in vals.items() if v}
+        m = _fast_binary(y_true[idx], probs[idx], pos_label, threshold) if fast else compute_metrics(
+            y_true[idx], probs[idx], positive_label, threshold)
+        for key in keys:
+            if key in m and not np.isnan(m[key]):
+                vals[key].append(m[key])
+    return {key: (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))) for key, v in vals.items() if v}
 
 
 @dataclass

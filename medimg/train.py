@@ -303,6 +303,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     weight = (counts.sum() / (len(labels) * counts.clamp(min=1))) if cfg.class_weighting else torch.ones(len(labels))
     weight = weight.to(device)
     dataset = mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality), seed=cfg.seed)
+    if len(dataset) < cfg.batch_size:
+        raise ValueError(f"the training split has {len(dataset)} images, fewer than one batch of {cfg.batch_size}; "
+                         "lower --batch-size or raise --limit")
     sampler = mdata.GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0 if device.type == "cpu" else 8,
                         persistent_workers=device.type != "cpu")

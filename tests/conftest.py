@@ -11,6 +11,14 @@ from medimg.data import data_root
 from medimg.spec import ModelSpec, PreprocessConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process: on a small shared CPU, more threads than free cores makes small
+    forward passes tens of times slower (oversubscription)."""
+    import torch
+
+    torch.set_num_threads(1)
 SHIPPED = REPO / "weights" / "cxr_pneumonia_resnet18.json"
 
 

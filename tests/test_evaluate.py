@@ -116,3 +116,18 @@ def test_bootstrap_ci_contains_point_estimate(rng: np.random.Generator) -> None:
     # wider with fewer images
     small = bootstrap_ci(y[:30], p[:30], ("accuracy",), n_boot=40, positive_label=1)
     assert small["accuracy"][1] - small["accuracy"][0] > ci["accuracy"][1] - ci["accuracy"][0]
+
+
+def test_bootstrap_fast_path_matches_compute_metrics() -> None:
+    """The numpy metrics used per bootstrap resample equal compute_metrics (scikit-learn), ties included."""
+    from medimg.evaluate import _fast_binary, compute_metrics
+
+    r = np.random.default_rng(7)
+    y = r.integers(0, 2, 400)
+    p1 = np.round(np.clip(0.35 * y + 0.65 * r.random(400), 0, 1), 2)  # rounding makes ties
+    probs = np.stack([1 - p1, p1], axis=1)
+    for threshold in (None, 0.3, 0.7):
+        ref = compute_metrics(y, probs, 1, threshold)
+        fast = _fast_binary(y, probs, 1, threshold)
+        for key, value in fast.items():
+            assert value == pytest.approx(ref[key], abs=1e-12), (key, threshold)
