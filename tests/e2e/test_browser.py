@@ -163,3 +163,46 @@ def test_dashboard_renders_figures(server: tuple[str, Path], tmp_path: Path) -> 
             browser.close()
     assert "Not for diagnostic use" in body
     assert "Traceback" not in body and "Something went wrong" not in body
+
+
+def _analyse_in_browser(page, data: bytes, name: str, mime: str) -> str:  # noqa: ANN001 - playwright Page
+    """Upload one file on Analyze, confirm the gate if it asks, wait for the heat map; returns the page text."""
+    page.locator("input[type=file]").first.set_input_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
+    page.get_by_text("Model output").first.wait_for()
+    result = page.get_by_text("Model output:").first
+    anyway = page.get_by_text("Analyse anyway", exact=False).first
+    result.or_(anyway).wait_for()
+    if not result.is_visible():
+        anyway.click()
+    result.wait_for()
+    page.get_by_role("heading", name="Grad-CAM: where the network looked").wait_for()
+    page.locator(".js-plotly-plot .colorbar").first.wait_for()
+    return page.inner_text("body")
+
+
+@pytest.mark.slow
+def test_every_chest_radiograph_analysed_end_to_end(server: tuple[str, Path], shared_data: Path) -> None:
+    """Each chest radiograph DICOM in shared data and a Kermany test JPEG: prediction and heat map, no error."""
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _ = server
+    files = sorted((shared_data / "dicom" / "cxr").glob("*.dcm"))
+    jpeg = sorted((shared_data / "kermany-cxr" / "test" / "PNEUMONIA").glob("*.jpeg"))[0]
+    cases = [(f.read_bytes(), f"scan{i}.dcm", "application/dicom") for i, f in enumerate(files)]
+    cases.append((jpeg.read_bytes(), "scan.jpeg", "image/jpeg"))
+    assert len(cases) >= 6
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        try:
+            for data, name, mime in cases:
+                page = browser.new_page(viewport={"width": 1440, "height": 1000})
+                page.set_default_timeout(PAGE_TIMEOUT_MS)
+                page.goto(url)
+                page.get_by_role("heading", name="Analyze an image").wait_for()
+                body = _analyse_in_browser(page, data, name, mime)
+                assert "Traceback" not in body and "could not be analysed" not in body, name
+                assert "normal" in body.lower() and "pneumonia" in body.lower(), name
+                page.close()
+        finally:
+            browser.close()
