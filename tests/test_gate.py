@@ -34,16 +34,6 @@ from medimg.models import create_model, list_models
 from medimg.preprocess import run as preprocess_run
 from medimg.spec import load_spec, save_spec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small CPU tensors: one thread avoids oversubscription (a busy 2-core machine runs 50x slower with 2)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 RGB8 = (Window(127.5, 255.0, "stored range", "LINEAR_EXACT"),)
 
 

@@ -10,21 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from medimg.errors import MedimgError
 from medimg.evaluate import EvalReport
 from medimg.io import load_image
 from medimg.predict import Predictor
 from medimg.spec import load_spec
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,6 @@ from medimg.models import DEFAULT_CAM_LAYER, create_model, list_models, load_mod
 from medimg.spec import ModelSpec, PreprocessConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_registry_lists_expected_models() -> None:
     names = list_models()
     assert names == sorted(names)

@@ -17,13 +17,6 @@ from medimg.predict import Predictor, choose_device, softmax
 RGB8 = (Window(127.5, 255.0, "stored range", "LINEAR_EXACT"),)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def pred(tiny_spec_path: Path) -> Predictor:

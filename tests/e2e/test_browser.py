@@ -106,20 +106,8 @@ def test_upload_dicom_shows_prediction_and_heat_map(server: tuple[str, Path], sh
             page.goto(url)
             page.get_by_role("heading", name="Analyze an image").wait_for()
             assert page.get_by_text("Not for diagnostic use.").first.is_visible()
-            page.locator("input[type=file]").first.set_input_files(
-                files=[{"name": CANARY, "mimeType": "application/dicom", "buffer": dcm}])
-            page.get_by_text("Model output").first.wait_for()
-            # either the result, or the applicability gate's confirmation when it flags the image (the
-            # shipped model is paediatric; this DICOM is an adult-sized thorax): confirm, the warning stays
-            result = page.get_by_text("Model output:").first
-            anyway = page.get_by_text("Analyse anyway", exact=False).first
-            result.or_(anyway).wait_for()
-            if not result.is_visible():
-                anyway.click()
-            result.wait_for()
-            page.get_by_role("heading", name="Grad-CAM: where the network looked").wait_for()
-            # the heat map figure and its colorbar, which says the scale is relative
-            page.locator(".js-plotly-plot .colorbar").first.wait_for()
+            _analyse_in_browser(page, dcm, CANARY, "application/dicom")
+            # the heat map's colorbar says the scale is relative
             page.get_by_text("relative importance", exact=False).first.wait_for()
             # Streamlit scrolls inside its own container: a tall viewport shows the whole page
             page.set_viewport_size({"width": 1440, "height": 3000})
