@@ -246,7 +246,7 @@ def test_soak_predict_and_cam(fresh_predictor, images) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not errors, errors
-    assert sum(counts) > 100
+    assert sum(counts) >= 1000, f"only {sum(counts)} predict+CAM calls ran"  # RELIABILITY: after 1,000 calls
     growth = (rss1 - rss0) / rss0
     assert growth < 0.10, f"RSS grew {growth:.1%} ({rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MB) after warm-up"
     _assert_untouched(pred.model, before)
