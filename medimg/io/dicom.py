@@ -64,20 +64,20 @@ class _DropPydicomRecords(logging.Filter):
 _PYDICOM_LOGGER = logging.getLogger("pydicom")
 if not any(isinstance(f, _DropPydicomRecords) for f in _PYDICOM_LOGGER.filters):
     _PYDICOM_LOGGER.addFilter(_DropPydicomRecords())
-# Records of child loggers (pydicom.pixels..., pydicom.filereader) skip the parent's logger filters but not its
-# handlers: stop them at "pydicom" and give it a NullHandler (else logging's last-resort handler prints them).
-_PYDICOM_LOGGER.propagate = False
-_PYDICOM_LOGGER.addHandler(logging.NullHandler())
+# Records of child loggers (pydicom.pixels..., pydicom.filereader) skip the parent's logger filters; they inherit
+# its level, though: a level above CRITICAL drops them at the source (re-applied at every load, since
+# ``pydicom.config.debug(True)`` lowers it).
+_SILENT = logging.CRITICAL + 10
+_PYDICOM_LOGGER.setLevel(_SILENT)
 
 
 def _quiet_pydicom() -> None:
-    """Turn pydicom's debug mode off again (someone may have called ``pydicom.config.debug(True)``) and make sure
-    every handler attached to pydicom's logger drops its records."""
+    """Turn pydicom's debug mode off again (someone may have called ``pydicom.config.debug(True)``) and silence
+    pydicom's logger tree."""
     if pydicom.config.debugging:
         pydicom.config.debugging = False
-    for handler in _PYDICOM_LOGGER.handlers:
-        if not any(isinstance(f, _DropPydicomRecords) for f in handler.filters):
-            handler.addFilter(_DropPydicomRecords())
+    if _PYDICOM_LOGGER.level != _SILENT:
+        _PYDICOM_LOGGER.setLevel(_SILENT)
 
 #: Transfer syntaxes (0002,0010) decoded, UID -> (name, lossy). Anything else is refused before decoding.
 TRANSFER_SYNTAXES: dict[str, tuple[str, bool]] = {
