@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 
 from medimg import list_weights, load_spec
 

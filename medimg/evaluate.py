@@ -101,8 +101,10 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, positive_label: int |
         if len(present) == 2:
             out["auroc"] = float(skm.roc_auc_score(y_true == pos, probs[:, pos]))
             out["average_precision"] = float(skm.average_precision_score(y_true == pos, probs[:, pos]))
-        tp = int(cm[pos, pos]); fn = int(cm[pos].sum() - tp)
-        fp = int(cm[:, pos].sum() - tp); tn = int(cm.sum() - tp - fn - fp)
+        tp = int(cm[pos, pos])
+        fn = int(cm[pos].sum() - tp)
+        fp = int(cm[:, pos].sum() - tp)
+        tn = int(cm.sum() - tp - fn - fp)
         div = lambda a, b: float(a / b) if b else float("nan")  # noqa: E731
         out.update(sensitivity=div(tp, tp + fn), specificity=div(tn, tn + fp), ppv=div(tp, tp + fp),
                    npv=div(tn, tn + fn),
@@ -150,7 +152,8 @@ def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, keys: tuple[str, ...] = 
         miss a class are skipped).
     """
     rng = np.random.default_rng(seed)
-    y_true = np.asarray(y_true); probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
     k = probs.shape[1]
     fast = k == 2 and set(keys) <= {"accuracy", "auroc", "sensitivity", "specificity", "ppv", "npv"}
     pos_label = 1 if positive_label is None else positive_label
