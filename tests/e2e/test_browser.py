@@ -6,6 +6,7 @@ the reason otherwise. Playwright's own browser download is not used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +36,20 @@ def _chromium() -> str:
         if path:
             return path
     pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium); the e2e test needs a browser")
+
+
+@contextlib.contextmanager
+def _browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (skips when either is missing); closed on exit."""
+    chromium = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def _free_port() -> int:
@@ -92,30 +108,23 @@ def _screenshot_dir(tmp_path: Path) -> Path:
 
 def test_upload_dicom_shows_prediction_and_heat_map(server: tuple[str, Path], shared_data: Path,
                                                      tmp_path: Path) -> None:
-    chromium = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
     url, log = server
     dcm = (shared_data / "dicom" / "cxr" / "dx_image.dcm").read_bytes()
     shots = _screenshot_dir(tmp_path)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(url)
-            page.get_by_role("heading", name="Analyze an image").wait_for()
-            assert page.get_by_text("Not for diagnostic use.").first.is_visible()
-            _analyse_in_browser(page, dcm, CANARY, "application/dicom")
-            # the heat map's colorbar says the scale is relative
-            page.get_by_text("relative importance", exact=False).first.wait_for()
-            # Streamlit scrolls inside its own container: a tall viewport shows the whole page
-            page.set_viewport_size({"width": 1440, "height": 3000})
-            page.wait_for_timeout(2000)  # let images and figures finish painting
-            page.screenshot(path=str(shots / "analyze_dicom.png"), full_page=True)
-            body = page.inner_text("body")
-        finally:
-            browser.close()
+    with _browser() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_role("heading", name="Analyze an image").wait_for()
+        assert page.get_by_text("Not for diagnostic use.").first.is_visible()
+        _analyse_in_browser(page, dcm, CANARY, "application/dicom")
+        # the heat map's colorbar says the scale is relative
+        page.get_by_text("relative importance", exact=False).first.wait_for()
+        # Streamlit scrolls inside its own container: a tall viewport shows the whole page
+        page.set_viewport_size({"width": 1440, "height": 3000})
+        page.wait_for_timeout(2000)  # let images and figures finish painting
+        page.screenshot(path=str(shots / "analyze_dicom.png"), full_page=True)
+        body = page.inner_text("body")
     assert "Traceback" not in body
     assert "Something went wrong" not in body
     assert "Not for diagnostic use" in body
@@ -127,28 +136,21 @@ def test_upload_dicom_shows_prediction_and_heat_map(server: tuple[str, Path], sh
 
 
 def test_dashboard_renders_figures(server: tuple[str, Path], tmp_path: Path) -> None:
-    chromium = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
     url, _ = server
     shots = _screenshot_dir(tmp_path)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 2200})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(url)
-            page.get_by_role("link", name="Test-set dashboard").click()
-            page.get_by_role("heading", name="Test-set dashboard").wait_for()
-            if page.get_by_text("has no test-set report").count() == 0:
-                page.get_by_text("ROC curve", exact=False).first.wait_for()
-                page.get_by_text("Reliability diagram", exact=False).first.wait_for()
-                assert page.locator(".js-plotly-plot").count() >= 4
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
-            body = page.inner_text("body")
-        finally:
-            browser.close()
+    with _browser() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 2200})
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_role("link", name="Test-set dashboard").click()
+        page.get_by_role("heading", name="Test-set dashboard").wait_for()
+        if page.get_by_text("has no test-set report").count() == 0:
+            page.get_by_text("ROC curve", exact=False).first.wait_for()
+            page.get_by_text("Reliability diagram", exact=False).first.wait_for()
+            assert page.locator(".js-plotly-plot").count() >= 4
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+        body = page.inner_text("body")
     assert "Not for diagnostic use" in body
     assert "Traceback" not in body and "Something went wrong" not in body
 
@@ -171,26 +173,19 @@ def _analyse_in_browser(page, data: bytes, name: str, mime: str) -> str:  # noqa
 @pytest.mark.slow
 def test_every_chest_radiograph_analysed_end_to_end(server: tuple[str, Path], shared_data: Path) -> None:
     """Each chest radiograph DICOM in shared data and a Kermany test JPEG: prediction and heat map, no error."""
-    chromium = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
     url, _ = server
     files = sorted((shared_data / "dicom" / "cxr").glob("*.dcm"))
     jpeg = sorted((shared_data / "kermany-cxr" / "test" / "PNEUMONIA").glob("*.jpeg"))[0]
     cases = [(f.read_bytes(), f"scan{i}.dcm", "application/dicom") for i, f in enumerate(files)]
     cases.append((jpeg.read_bytes(), "scan.jpeg", "image/jpeg"))
     assert len(cases) >= 6
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        try:
-            for data, name, mime in cases:
-                page = browser.new_page(viewport={"width": 1440, "height": 1000})
-                page.set_default_timeout(PAGE_TIMEOUT_MS)
-                page.goto(url)
-                page.get_by_role("heading", name="Analyze an image").wait_for()
-                body = _analyse_in_browser(page, data, name, mime)
-                assert "Traceback" not in body and "could not be analysed" not in body, name
-                assert "normal" in body.lower() and "pneumonia" in body.lower(), name
-                page.close()
-        finally:
-            browser.close()
+    with _browser() as browser:
+        for data, name, mime in cases:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.goto(url)
+            page.get_by_role("heading", name="Analyze an image").wait_for()
+            body = _analyse_in_browser(page, data, name, mime)
+            assert "Traceback" not in body and "could not be analysed" not in body, name
+            assert "normal" in body.lower() and "pneumonia" in body.lower(), name
+            page.close()
