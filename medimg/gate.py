@@ -22,7 +22,7 @@ import numpy as np
 from medimg.calibrate import DistributionModel, conformal_threshold
 from medimg.errors import MedimgError, SpecError
 from medimg.io.image import MedicalImage
-from medimg.preprocess import MIN_INPUT_SIDE, Preprocessed
+from medimg.preprocess import Preprocessed
 from medimg.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,8 +122,6 @@ def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list
     if min(rows, cols) < need:
         checks.append(GateCheck("size", False, f"The image ({rows} x {cols}) is smaller than the model input "
                                 f"({need} px): it was enlarged, so fine detail is missing.", min(rows, cols)))
-    elif min(rows, cols) < MIN_INPUT_SIDE:  # pragma: no cover - preprocess refuses these
-        checks.append(GateCheck("size", False, "The image is too small.", min(rows, cols)))
     std = float(np.std(pre.image))
     if std < BLANK_STD:
         checks.append(GateCheck("content", False, "The image is blank or nearly constant: there is nothing for "
@@ -362,19 +360,18 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
     from medimg.calibrate import near_scope_sets, out_of_scope_sets
     from medimg.predict import Predictor
     from medimg.spec import load_spec, save_spec
-    from medimg.train import TASKS, TrainConfig, _load_task_split
+    from medimg.train import load_task_split
 
     t0 = time.time()
     spec_path = Path(spec_path)
     predictor = Predictor.from_spec(spec_path, device=device)
     spec = predictor.spec
     task_key = spec.training.get("config", {}).get("task", "kermany-cxr")
-    task = TASKS[task_key]
     mean = np.asarray(spec.preprocess.mean, np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(spec.preprocess.std, np.float32).reshape(1, -1, 1, 1)
     feats, labels = {}, {}
     for split in ("train", "val", "test"):
-        arrays = _load_task_split(TrainConfig(task=task_key, limit=limit), task, split, spec.preprocess)
+        arrays = load_task_split(task_key, split, spec.preprocess, limit)
         feats[split] = _features(predictor, ((arrays.x.numpy() - mean) / std).astype(np.float32), batch_size)
         labels[split] = arrays.y.numpy()
         log.info("fit-gate: %s features %s", split, feats[split].shape)

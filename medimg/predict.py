@@ -238,16 +238,13 @@ def evaluate_split(spec_path: str | Path, split: str = "test", device: str = "au
     medimg.evaluate.EvalReport
     """
     from medimg.evaluate import EvalReport
-    from medimg.train import TASKS, _load_task_split
-    from medimg.train import TrainConfig as _TC
+    from medimg.train import load_task_split, predict_logits
 
     pred = Predictor.from_spec(spec_path, device=device)
     spec = pred.spec
     task_key = spec.training.get("config", {}).get("task", "kermany-cxr")
-    arrays = _load_task_split(_TC(task=task_key), TASKS[task_key], split, spec.preprocess)
-    mean = np.asarray(spec.preprocess.mean, np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(spec.preprocess.std, np.float32).reshape(1, -1, 1, 1)
-    x = ((arrays.x.numpy() - mean) / std).astype(np.float32)
-    probs = pred.predict_proba(x)
+    arrays = load_task_split(task_key, split, spec.preprocess)
+    # the same batched, normalising forward pass training used for the report stored beside the weights
+    probs = softmax(predict_logits(pred.model, arrays.x, spec.preprocess, pred.device), spec.temperature)
     return EvalReport.build(spec.name, split, list(spec.labels), arrays.y.numpy(), probs, arrays.ids,
                             spec.positive_label, spec.threshold)

@@ -36,7 +36,7 @@ from medimg.models import DEFAULT_CAM_LAYER, create_model, save_weights
 from medimg.predict import choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig
 
-__all__ = ["TrainConfig", "TASKS", "train", "predict_logits", "fit_temperature"]
+__all__ = ["TrainConfig", "TASKS", "train", "load_task_split", "predict_logits", "fit_temperature"]
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +225,27 @@ def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, s
     return best, meta
 
 
-def _load_task_split(cfg: TrainConfig, task: Task, split: str, pp: PreprocessConfig) -> mdata.SplitArrays:
+def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: int | None = None) -> mdata.SplitArrays:
+    """One split of a :data:`TASKS` entry, preprocessed with ``config`` (the model's spec.preprocess).
+
+    Parameters
+    ----------
+    task_key : str
+        Key of :data:`TASKS`, e.g. ``"kermany-cxr"``.
+    split : {"train", "val", "test"}
+    config : PreprocessConfig
+    limit : int, optional
+        At most this many images, evenly spaced (quick checks; image-folder tasks only).
+
+    Returns
+    -------
+    medimg.data.SplitArrays
+        ``x`` (N, C, H, W) float32 in [0, 1], ``y`` (N,) int64.
+    """
+    task = TASKS[task_key]
     if task.medmnist_flag:
-        return mdata.load_medmnist_split(task.medmnist_flag, split, pp)
-    return mdata.load_manifest_split(mdata.data_root() / task.folder, split, pp, labels=task.labels, limit=cfg.limit)
+        return mdata.load_medmnist_split(task.medmnist_flag, split, config)
+    return mdata.load_manifest_split(mdata.data_root() / task.folder, split, config, labels=task.labels, limit=limit)
 
 
 def _code_version() -> str:
@@ -289,7 +306,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     stem = cfg.stem
     pp = PreprocessConfig(input_size=(cfg.input_size, cfg.input_size), in_chans=len(cfg.mean), mean=cfg.mean, std=cfg.std)
     t0 = time.time()
-    splits = {s: _load_task_split(cfg, task, s, pp) for s in ("train", "val", "test")}
+    splits = {s: load_task_split(cfg.task, s, pp, cfg.limit) for s in ("train", "val", "test")}
     labels = splits["train"].labels
     log.info("data loaded in %.1fs: %s", time.time() - t0, {s: len(a.y) for s, a in splits.items()})
     pos = labels.index(task.positive) if task.positive in labels and len(labels) == 2 else None

@@ -163,18 +163,11 @@ def predict(uploaded: UploadedFile, option: ModelOption, image: MedicalImage, wi
 def cam_methods() -> dict[str, str]:
     """CAM methods to offer: label -> method id accepted by :func:`medimg.explain.cam` (Grad-CAM first).
 
-    Uses :data:`CAM_METHODS`, restricted to what :mod:`medimg.explain` says it supports when it says so.
+    :data:`CAM_METHODS` restricted to the ids :data:`medimg.explain.METHODS` implements.
     """
-    try:
-        from medimg import explain
-    except ImportError:  # pragma: no cover - explain is part of medimg
-        return dict(CAM_METHODS)
-    known = getattr(explain, "METHODS", None) or getattr(explain, "CAM_METHODS", None)
-    if not known:
-        return dict(CAM_METHODS)
-    ids = {str(m).lower() for m in known}
-    out = {label: mid for label, mid in CAM_METHODS.items() if mid in ids}
-    return out or dict(CAM_METHODS)
+    from medimg.explain import METHODS
+
+    return {label: mid for label, mid in CAM_METHODS.items() if mid in METHODS}
 
 
 def explain(uploaded: UploadedFile, option: ModelOption, prediction: Prediction, method: str = "gradcam",
