@@ -289,7 +289,7 @@ def _manifest_sample(folder: Path, n: int, seed: int, split: str = "test") -> li
 
 
 def out_of_scope_sets(root: str | Path | None = None, n: int = 100, seed: int = 0,
-                      ) -> Iterator[tuple[str, Iterator[MedicalImage | Unreadable]]]:
+                      exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, Iterator[MedicalImage | Unreadable]]]:
     """Named out-of-scope image sets, streamed (one image in memory at a time).
 
     Synthetic sets (see :func:`synthetic_images`) and, when the shared data is present, a seeded random
@@ -303,6 +303,9 @@ def out_of_scope_sets(root: str | Path | None = None, n: int = 100, seed: int = 
         The shared data folder; :func:`medimg.data.data_root` by default.
     n : int
         Images per set (synthetic sets: ``n // 2``, blank: 10).
+    exclude : tuple of str
+        Sets that are in scope for the model being checked: folder names (``"busi"``, ``"brain-mri"``,
+        ``"pbc-blood"``) or DICOM sub-folders (``"ct"``, ``"mr"``).
     """
     from medimg.data import data_root
 
@@ -311,19 +314,27 @@ def out_of_scope_sets(root: str | Path | None = None, n: int = 100, seed: int = 
         yield f"synthetic: {kind}", synthetic_images(kind, 10 if kind == "blank" else max(n // 2, 1), seed)
     for folder, title in (("brain-mri", "brain MRI (JPEG)"), ("busi", "breast ultrasound (PNG)"),
                           ("pbc-blood", "blood-cell microscopy (JPEG)")):
-        if (root / folder / "MANIFEST.csv").exists():
+        if folder not in exclude and (root / folder / "MANIFEST.csv").exists():
             yield title, _load_files(_manifest_sample(root / folder, n, seed), title)
     for sub, title in (("ct", "CT (DICOM)"), ("mr", "MR (DICOM)")):
         files = sorted((root / "dicom" / sub).glob("*.dcm"))
-        if files:
+        if files and sub not in exclude:
             yield title, _load_files(files, title)
 
 
-def near_scope_sets(root: str | Path | None = None) -> Iterator[tuple[str, Iterator[MedicalImage | Unreadable]]]:
-    """Images close to the training domain, reported but not counted as refusals: adult chest DICOMs."""
+def near_scope_sets(root: str | Path | None = None, task_key: str = "kermany-cxr",
+                    ) -> Iterator[tuple[str, Iterator[MedicalImage | Unreadable]]]:
+    """Images close to a task's training domain, reported but not counted as refusals.
+
+    Chest tasks: the adult chest DICOMs (``dicom/cxr``); brain MRI: the MR DICOMs (``dicom/mr``); other tasks:
+    none.
+    """
     from medimg.data import data_root
 
     root = Path(root) if root is not None else data_root()
-    files = sorted((root / "dicom" / "cxr").glob("*.dcm"))
+    sub, title = {"kermany-cxr": ("cxr", "adult chest radiographs (DICOM)"),
+                  "pneumoniamnist": ("cxr", "adult chest radiographs (DICOM)"),
+                  "brain-mri": ("mr", "MR (DICOM)")}.get(task_key, (None, ""))
+    files = sorted((root / "dicom" / sub).glob("*.dcm")) if sub else []
     if files:
-        yield "adult chest radiographs (DICOM)", _load_files(files, "adult chest radiographs (DICOM)")
+        yield title, _load_files(files, title)

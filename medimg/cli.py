@@ -18,7 +18,8 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
                       seed=args.seed, label_smoothing=args.label_smoothing, class_weighting=not args.no_class_weights,
                       out=args.out, name=args.name, limit=args.limit, device=args.device, num_threads=args.threads,
-                      ema_decay=None if args.ema_decay <= 0 else args.ema_decay)
+                      ema_decay=None if args.ema_decay <= 0 else args.ema_decay, half=not args.fp32,
+                      gate=not args.no_gate)
     spec = train(cfg, argv)
     if spec is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a model and write weights + spec + test report")
-    t.add_argument("--task", default="kermany-cxr")
+    t.add_argument("--task", default="kermany-cxr",
+                   help="kermany-cxr, busi, brain-mri, pbc-blood, pneumoniamnist, breastmnist")
     t.add_argument("--arch", default="resnet18")
     t.add_argument("--size", type=int, default=128, help="input side in pixels")
     t.add_argument("--epochs", type=int, default=30)
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--ema-decay", type=float, default=0.995, help="weight EMA decay per step (0 = off)")
+    t.add_argument("--fp32", action="store_true", help="store float32 weights (default: float16 storage)")
+    t.add_argument("--no-gate", action="store_true", help="do not fit the out-of-distribution gate afterwards")
     t.set_defaults(fn=_train)
     e = sub.add_parser("evaluate", help="evaluate a model on a split and print metrics")
     e.add_argument("--model", required=True, help="path of the spec JSON")

@@ -169,20 +169,68 @@ class RandomGamma(torch.nn.Module):
         return x.clamp(0.0, 1.0) ** g
 
 
-def augmentation(modality: str = "radiograph") -> v2.Transform:
-    """Training augmentation on (C, H, W) float32 [0, 1] tensors (torchvision.transforms.v2).
+def augmentation(modality: str = "radiograph", size: int = 128) -> v2.Transform:
+    """Training augmentation on (C, H, W) float32 [0, 1] tensors (torchvision.transforms.v2), per modality.
 
-    ``radiograph``: rotations up to 10 degrees, shifts up to 8 %, zoom 0.85-1.15 (patient positioning),
-    brightness/contrast jitter, random gamma and mild blur (exposure, detector and processing differences
-    between sites); no horizontal flip (the heart is on the left). ``ultrasound``/``mri``/``microscopy`` add flips.
+    Parameters
+    ----------
+    modality : {"radiograph", "ultrasound", "mri", "microscopy"}
+        ``radiograph``: rotations up to 10 degrees, shifts up to 8 %, zoom 0.85-1.15 (patient positioning),
+        brightness/contrast jitter, random gamma and mild blur (exposure, detector and processing differences
+        between sites); no horizontal flip (the heart is on the left).
+        ``ultrasound``: as radiograph plus horizontal flips (probe orientation) and speckle-like multiplicative
+        noise. ``mri``: horizontal flips (left/right hemispheres), rotations up to 15 degrees, contrast, gamma
+        and blur (sequence and scanner differences). ``microscopy``: flips and 90-degree rotations (a cell has
+        no up), stain variation (hue, saturation, brightness, contrast) and mild blur (focus).
+    size : int
+        Input side in pixels; below 64 px blur is left out (it would erase a 28 px image's detail).
+
+    Raises
+    ------
+    ValueError
+        Unknown modality.
     """
-    geometric = v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.85, 1.15))
-    photometric = [v2.ColorJitter(brightness=0.25, contrast=0.25), RandomGamma(0.7, 1.4),
-                   v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.2))], p=0.25)]
+    small = size < 64
+    blur = [] if small else [v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.2))], p=0.25)]
     if modality == "radiograph":
-        return v2.Compose([geometric, *photometric])
-    flips = [v2.RandomHorizontalFlip()] + ([v2.RandomVerticalFlip()] if modality == "microscopy" else [])
-    return v2.Compose([*flips, geometric, *photometric])
+        return v2.Compose([v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.85, 1.15)),
+                           v2.ColorJitter(brightness=0.25, contrast=0.25), RandomGamma(0.7, 1.4), *blur])
+    if modality == "ultrasound":
+        return v2.Compose([v2.RandomHorizontalFlip(),
+                           v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.85, 1.15)),
+                           v2.ColorJitter(brightness=0.25, contrast=0.25), RandomGamma(0.7, 1.4),
+                           SpeckleNoise(0.15, p=0.3), *blur])
+    if modality == "mri":
+        return v2.Compose([v2.RandomHorizontalFlip(),
+                           v2.RandomAffine(degrees=15, translate=(0.08, 0.08), scale=(0.85, 1.15)),
+                           v2.ColorJitter(brightness=0.2, contrast=0.3), RandomGamma(0.7, 1.4), *blur])
+    if modality == "microscopy":
+        return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomVerticalFlip(), RandomRot90(),
+                           v2.RandomAffine(degrees=0, translate=(0.05, 0.05), scale=(0.9, 1.1)),
+                           v2.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.15, hue=0.03), *blur])
+    raise ValueError(f"unknown modality {modality!r}; use radiograph, ultrasound, mri or microscopy")
+
+
+class SpeckleNoise(torch.nn.Module):
+    """Multiplicative noise ``x * (1 + s * n)``, ``n ~ N(0, 1)`` per pixel, ``s`` uniform in [0, sigma]: a crude
+    model of ultrasound speckle differences between machines and gain settings."""
+
+    def __init__(self, sigma: float = 0.15, p: float = 0.3) -> None:
+        super().__init__()
+        self.sigma, self.p = sigma, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return x
+        s = self.sigma * float(torch.rand(()))
+        return (x * (1.0 + s * torch.randn_like(x))).clamp(0.0, 1.0)
+
+
+class RandomRot90(torch.nn.Module):
+    """Rotate by a random multiple of 90 degrees (exact, no interpolation) — for orientation-free images."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.rot90(x, int(torch.randint(0, 4, ())), dims=(-2, -1))
 
 
 class AugmentedDataset(Dataset):

@@ -137,6 +137,8 @@ def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list
 #: What :func:`penultimate_features` returns per architecture (the classifier head's input).
 FEATURE_LAYERS = {
     "smallcnn": "pool (global average of features.relu3)",
+    "resnet10": "avgpool (global average of layer4)",
+    "resnet10_small": "avgpool (global average of layer4)",
     "resnet18": "avgpool (global average of layer4)",
     "resnet34": "avgpool (global average of layer4)",
     "densenet121": "global average of relu(features.norm5)",
@@ -145,8 +147,11 @@ FEATURE_LAYERS = {
 }
 
 #: How the fitted gate names the training images in its reasons, per training task.
-_DOMAINS = {"kermany-cxr": "paediatric chest radiographs", "pneumoniamnist": "paediatric chest radiographs",
-            "breastmnist": "breast ultrasound images"}
+def _task_domain(task_key: str) -> str:
+    from medimg.train import TASKS
+
+    task = TASKS.get(task_key)
+    return task.domain if task is not None else "images"
 
 
 def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -> torch.Tensor:
@@ -168,7 +173,7 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -
     Returns
     -------
     (N, D) float tensor
-        D = 64 (smallcnn), 512 (resnet18/34), 1024 (densenet121), 1280 (efficientnet_b0), 576 (mobilenet_v3_small).
+        D = 64 (smallcnn), 256 (resnet10_small), 512 (resnet10/18/34), 1024 (densenet121), 1280 (efficientnet_b0), 576 (mobilenet_v3_small).
 
     Raises
     ------
@@ -181,7 +186,7 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -
     m: Any = model
     if architecture == "smallcnn":
         return m.pool(m.features(x)).flatten(1)  # (N, 4w)
-    if architecture in ("resnet18", "resnet34"):
+    if architecture in ("resnet10", "resnet10_small", "resnet18", "resnet34"):
         x = m.maxpool(m.relu(m.bn1(m.conv1(x))))  # (N, 64, H/4, W/4)
         x = m.layer4(m.layer3(m.layer2(m.layer1(x))))  # (N, 512, H/32, W/32)
         return torch.flatten(m.avgpool(x), 1)  # (N, 512)
@@ -390,10 +395,14 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         "test_median_distance": round(float(np.median(test_d)), 2), "limit": None if limit is None else limit,
     }
     if out_of_scope:
+        from medimg.train import TASKS
+
+        task = TASKS.get(task_key)
+        exclude = task.oos_exclude if task is not None else ()
         fit["out_of_scope"] = {name: _flag_rates(predictor, model, threshold, images, batch_size)
-                               for name, images in out_of_scope_sets(n=n_out_of_scope)}
+                               for name, images in out_of_scope_sets(n=n_out_of_scope, exclude=exclude)}
         fit["near_scope"] = {name: _flag_rates(predictor, model, threshold, images, batch_size)
-                             for name, images in near_scope_sets()}
+                             for name, images in near_scope_sets(task_key=task_key)}
     fit["seconds"] = round(time.time() - t0, 1)
     distribution = {
         "method": "mahalanobis: class-conditional Gaussians, shared Ledoit-Wolf covariance, top-k + isotropic rest",
@@ -401,7 +410,7 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         "layer": FEATURE_LAYERS.get(spec.architecture, "penultimate"), "feature_dim": model.feature_dim,
         "n_components": int(model.components.shape[1]), "quantile": quantile, "threshold": threshold,
         "threshold_rule": "split-conformal quantile of validation-split distances",
-        "domain": domain or _DOMAINS.get(task_key, "images"), "model": model.to_dict(),
+        "domain": domain or _task_domain(task_key), "model": model.to_dict(),
     }
     # re-read the spec so edits made while fitting are kept; refuse if the weights changed meanwhile
     current = load_spec(spec_path)

@@ -100,6 +100,41 @@ def _resnet18(in_chans: int, num_classes: int) -> nn.Module:
     return m
 
 
+@_register("resnet10")
+def _resnet10(in_chans: int, num_classes: int) -> nn.Module:
+    """ResNet-10: torchvision's ResNet with one BasicBlock per stage (4.9 M parameters, ~55 % of ResNet-18's
+    compute), for small data sets."""
+    m = torchvision.models.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
+    m.conv1 = _adapt_first_conv(m.conv1, in_chans)
+    return m
+
+
+@_register("resnet10_small")
+def _resnet10_small(in_chans: int, num_classes: int) -> nn.Module:
+    """ResNet-10 for 28-64 px inputs: 3x3 stride-1 stem and no max-pool (as the CIFAR ResNets of He et al.
+    2016, section 4.2), widths 32-64-128-256 (1.2 M parameters). A 28 px input reaches layer4 at 4 x 4."""
+    m = torchvision.models.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=num_classes,
+                                  width_per_group=64)
+    # rebuild narrower: torchvision's ResNet fixes widths at 64..512, so construct stages by hand
+    m.inplanes = 32
+    m.conv1 = nn.Conv2d(in_chans, 32, 3, 1, 1, bias=False)
+    m.bn1 = nn.BatchNorm2d(32)
+    m.maxpool = nn.Identity()
+    block = torchvision.models.resnet.BasicBlock
+    m.layer1 = m._make_layer(block, 32, 1)
+    m.layer2 = m._make_layer(block, 64, 1, stride=2)
+    m.layer3 = m._make_layer(block, 128, 1, stride=2)
+    m.layer4 = m._make_layer(block, 256, 1, stride=2)
+    m.fc = nn.Linear(256, num_classes)
+    for mod in m.modules():  # torchvision's initialisation for the replaced layers
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(mod, nn.BatchNorm2d):
+            nn.init.ones_(mod.weight)
+            nn.init.zeros_(mod.bias)
+    return m
+
+
 @_register("resnet34")
 def _resnet34(in_chans: int, num_classes: int) -> nn.Module:
     m = torchvision.models.resnet34(weights=None, num_classes=num_classes)
@@ -131,6 +166,8 @@ def _mobilenet_v3_small(in_chans: int, num_classes: int) -> nn.Module:
 #: Default Grad-CAM target layer per architecture (last convolutional block).
 DEFAULT_CAM_LAYER = {
     "smallcnn": "features.conv3",
+    "resnet10": "layer4",
+    "resnet10_small": "layer4",
     "resnet18": "layer4",
     "resnet34": "layer4",
     "densenet121": "features.norm5",

@@ -54,6 +54,10 @@ class Task:
     positive: str | None = None
     labels: tuple[str, ...] | None = None
     medmnist_flag: str | None = None
+    in_chans: int = 1
+    geometry: str = "stretch"
+    domain: str = "images"
+    oos_exclude: tuple[str, ...] = ()
 
 
 TASKS: dict[str, Task] = {
@@ -68,15 +72,50 @@ TASKS: dict[str, Task] = {
         body_parts=("CHEST", "THORAX", "LUNG"),
         positive="pneumonia",
         labels=("normal", "pneumonia"),
+        domain="paediatric chest radiographs",
+    ),
+    "busi": Task(
+        folder="busi", title="Breast ultrasound: normal / benign / malignant", modality="ultrasound",
+        intended_use=(
+            "Research and education: classifies a B-mode breast ultrasound image as normal, benign or malignant "
+            "(trained on BUSI, Al-Dhabyani et al. 2020, women aged 25-75, one centre). Not for diagnostic use."
+        ),
+        modalities=("US",), body_parts=("BREAST",), labels=("normal", "benign", "malignant"), geometry="pad",
+        domain="breast ultrasound images", oos_exclude=("busi",),
+    ),
+    "brain-mri": Task(
+        folder="brain-mri", title="Brain MRI: glioma / meningioma / pituitary / no tumour", modality="mri",
+        intended_use=(
+            "Research and education: classifies a 2-D brain MR slice (any plane, T1-weighted contrast-enhanced "
+            "in most training images) as glioma, meningioma, pituitary tumour or no tumour (Bhuvaji et al. 2020). "
+            "Not for diagnostic use."
+        ),
+        modalities=("MR",), body_parts=("BRAIN", "HEAD"),
+        labels=("glioma_tumor", "meningioma_tumor", "pituitary_tumor", "no_tumor"), geometry="pad",
+        domain="brain MR slices", oos_exclude=("brain-mri", "mr"),
+    ),
+    "pbc-blood": Task(
+        folder="pbc-blood", title="Blood cell type (8 classes), peripheral blood smear", modality="microscopy",
+        intended_use=(
+            "Research and education: names the type of the centred cell in a May Grunwald-Giemsa stained "
+            "peripheral blood smear image (Acevedo et al. 2020, CellaVision DM96, 360 x 363 px). "
+            "Not for diagnostic use."
+        ),
+        modalities=("SM", "XC", "OT"), body_parts=("BLOOD",), in_chans=3,
+        labels=("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil",
+                "platelet"),
+        domain="blood smear microscopy images", oos_exclude=("pbc-blood",),
     ),
     "pneumoniamnist": Task(
-        folder=None, medmnist_flag="pneumoniamnist", title="PneumoniaMNIST benchmark",
-        intended_use="Benchmark model (MedMNIST v2 PneumoniaMNIST). Not for diagnostic use.",
-        modalities=("CR", "DX"), body_parts=("CHEST", "THORAX", "LUNG"), positive="pneumonia"),
+        folder=None, medmnist_flag="pneumoniamnist", title="PneumoniaMNIST benchmark (28 px)",
+        intended_use="Benchmark model (MedMNIST v2 PneumoniaMNIST, 28 x 28). Not for diagnostic use.",
+        modalities=("CR", "DX"), body_parts=("CHEST", "THORAX", "LUNG"), positive="pneumonia",
+        domain="paediatric chest radiographs (28 px)"),
     "breastmnist": Task(
-        folder=None, medmnist_flag="breastmnist", title="BreastMNIST benchmark", modality="ultrasound",
-        intended_use="Benchmark model (MedMNIST v2 BreastMNIST). Not for diagnostic use.",
-        modalities=("US",), body_parts=("BREAST",), positive="normal, benign"),
+        folder=None, medmnist_flag="breastmnist", title="BreastMNIST benchmark (28 px)", modality="ultrasound",
+        intended_use="Benchmark model (MedMNIST v2 BreastMNIST, 28 x 28). Not for diagnostic use.",
+        modalities=("US",), body_parts=("BREAST",), positive="malignant",
+        domain="breast ultrasound images (28 px)", oos_exclude=("busi",)),
 }
 
 
@@ -107,6 +146,12 @@ class TrainConfig:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     num_threads : int, optional
         torch CPU threads.
+    mean, std : tuple of float, optional
+        Normalisation per input channel; 0.5 / 0.25 for each of the task's channels by default.
+    half : bool
+        Store the shipped weights as float16 (half the size; loaded back as float32).
+    gate : bool
+        Fit the out-of-distribution gate (:func:`medimg.gate.fit_gate`) into the spec after training.
     ema_decay : float, optional
         Keep an exponential moving average of the weights (and BatchNorm buffers) with this decay per step;
         validation, checkpoint selection and the shipped weights use the average. None turns it off.
@@ -129,8 +174,10 @@ class TrainConfig:
     device: str = "auto"
     num_threads: int | None = None
     ema_decay: float | None = 0.995
-    mean: tuple[float, ...] = field(default=(0.5,))
-    std: tuple[float, ...] = field(default=(0.25,))
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    half: bool = True
+    gate: bool = True
 
     @property
     def stem(self) -> str:
@@ -304,7 +351,10 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = cfg.stem
-    pp = PreprocessConfig(input_size=(cfg.input_size, cfg.input_size), in_chans=len(cfg.mean), mean=cfg.mean, std=cfg.std)
+    mean = tuple(cfg.mean) if cfg.mean else (0.5,) * task.in_chans
+    std = tuple(cfg.std) if cfg.std else (0.25,) * task.in_chans
+    pp = PreprocessConfig(input_size=(cfg.input_size, cfg.input_size), in_chans=len(mean), mean=mean, std=std,
+                          geometry=task.geometry)
     t0 = time.time()
     splits = {s: load_task_split(cfg.task, s, pp, cfg.limit) for s in ("train", "val", "test")}
     labels = splits["train"].labels
@@ -319,7 +369,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     counts = torch.bincount(splits["train"].y, minlength=len(labels)).float()
     weight = (counts.sum() / (len(labels) * counts.clamp(min=1))) if cfg.class_weighting else torch.ones(len(labels))
     weight = weight.to(device)
-    dataset = mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality), seed=cfg.seed)
+    dataset = mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality, cfg.input_size), seed=cfg.seed)
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"the training split has {len(dataset)} images, fewer than one batch of {cfg.batch_size}; "
                          "lower --batch-size or raise --limit")
@@ -408,6 +458,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     wall = time.time() - t_train + elapsed_before
     if best_state is not None:
         net.load_state_dict(best_state)
+    if cfg.half:  # evaluate exactly what is shipped: the float16-stored weights, loaded back as float32
+        net.load_state_dict({k: (v.half().float() if v.is_floating_point() else v)
+                             for k, v in net.state_dict().items()})
     net.eval()
     if distributed:
         dist.barrier()
@@ -436,10 +489,14 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                   "torch": torch.__version__, "code_commit": code_commit, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
         metrics={"test": summary},
     )
-    spec = save_weights(net, spec, out)
+    spec = save_weights(net, spec, out, half=cfg.half)
     report.save(out / f"{stem}.eval.json")
     for p in (ckpt, ckpt.with_suffix(".json")):
         p.unlink(missing_ok=True)
+    if cfg.gate:
+        from medimg.gate import fit_gate
+
+        spec = fit_gate(out / f"{stem}.json", device=str(device), limit=cfg.limit)
     log.info("wrote %s: test accuracy %.4f, AUROC %.4f, T=%.3f", stem, summary["accuracy"],
              summary.get("auroc", float("nan")), temperature)
     return spec
