@@ -78,8 +78,9 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, positive_label: int |
     -------
     dict
         ``accuracy``, ``auroc`` (binary, or macro one-vs-rest), ``f1`` (binary) and ``macro_f1``,
-        ``sensitivity``, ``specificity``, ``ppv``, ``npv`` (binary), ``ece``, ``n``, ``confusion_matrix``
-        (K x K list, rows = true, columns = predicted).
+        ``sensitivity``, ``specificity``, ``ppv``, ``npv`` (binary), ``macro_sensitivity`` (= balanced
+        accuracy), ``macro_specificity`` and ``per_class_sensitivity`` / ``per_class_specificity`` (one-vs-rest,
+        K > 2), ``ece``, ``n``, ``confusion_matrix`` (K x K list, rows = true, columns = predicted).
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -109,8 +110,20 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, positive_label: int |
         out.update(sensitivity=div(tp, tp + fn), specificity=div(tn, tn + fp), ppv=div(tp, tp + fp),
                    npv=div(tn, tn + fn),
                    f1=float(skm.f1_score(y_true == pos, y_pred == pos, zero_division=0)))
-    elif len(present) == k:
-        out["auroc"] = float(skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro"))
+    else:
+        if len(present) == k:
+            out["auroc"] = float(skm.roc_auc_score(y_true, probs, multi_class="ovr", average="macro"))
+        # one-vs-rest per class, macro-averaged over the classes present (sensitivity = balanced accuracy)
+        tp = np.diag(cm).astype(np.float64)
+        pos_n = cm.sum(axis=1).astype(np.float64)
+        neg_n = cm.sum() - pos_n
+        fp = cm.sum(axis=0) - tp
+        sens = np.divide(tp, pos_n, out=np.full(k, np.nan), where=pos_n > 0)
+        spec = np.divide(neg_n - fp, neg_n, out=np.full(k, np.nan), where=neg_n > 0)
+        out["macro_sensitivity"] = float(np.nanmean(sens))
+        out["macro_specificity"] = float(np.nanmean(spec))
+        out["per_class_sensitivity"] = [None if np.isnan(v) else float(v) for v in sens]
+        out["per_class_specificity"] = [None if np.isnan(v) else float(v) for v in spec]
     return out
 
 

@@ -117,6 +117,9 @@ def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list
     if image.is_color and spec.preprocess.in_chans == 1:
         checks.append(GateCheck("channels", False, "The image is in colour; the model was trained on grayscale "
                                 "images, so it was converted to grayscale.", "RGB"))
+    if not image.is_color and spec.preprocess.in_chans == 3:
+        checks.append(GateCheck("channels", False, "The image is grayscale; the model was trained on colour "
+                                "images (the grayscale was copied into all three channels).", "grayscale"))
     rows, cols = image.shape[:2]
     need = min(spec.preprocess.input_size)
     if min(rows, cols) < need:

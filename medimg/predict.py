@@ -23,6 +23,7 @@ from medimg.models import load_model
 from medimg.preprocess import Preprocessed
 from medimg.preprocess import run as preprocess_run
 from medimg.spec import ModelSpec
+from medimg.uncertainty import Uncertainty, summarise, tta_logits
 
 __all__ = ["Prediction", "Predictor", "choose_device", "softmax", "evaluate_split"]
 
@@ -75,6 +76,10 @@ class Prediction:
         Wall time per stage: ``preprocess``, ``predict``, ``gate``.
     labels : tuple of str
         The spec's labels, in ``probs`` order.
+    uncertainty : medimg.uncertainty.Uncertainty or None
+        Spread of the calibrated probabilities over the spec's test-time augmentation views (None when the
+        spec has none or TTA was not asked for). ``probs`` stay the single-view probabilities the temperature
+        was fitted for; ``uncertainty.mean_probs`` is the TTA average.
     """
 
     probs: np.ndarray
@@ -86,6 +91,7 @@ class Prediction:
     device: str
     seconds: dict[str, float] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    uncertainty: Uncertainty | None = None
 
     @property
     def probabilities(self) -> dict[str, float]:
@@ -191,7 +197,26 @@ class Predictor:
             checks.extend(ood(self, pre))
         return GateVerdict(tuple(checks))
 
-    def predict(self, image: MedicalImage, window: Window | None = None) -> Prediction:
+    def tta_probs(self, model_input: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Calibrated probabilities of each test-time augmentation view of one input.
+
+        Parameters
+        ----------
+        model_input : (C, H, W) float32 ndarray or tensor
+            Normalised model input (:attr:`Preprocessed.model_input`).
+
+        Returns
+        -------
+        (V, K) float64 ndarray, V = ``len(spec.tta)`` (``spec.tta`` must not be empty)
+        """
+        t = torch.as_tensor(model_input)[None]
+        self._check_input(t)
+        pp = self.spec.preprocess
+        fill = [-m / s for m, s in zip(pp.mean, pp.std, strict=True)]
+        z = tta_logits(self.model, t.to(self.device), self.spec.tta, fill)[:, 0]  # (V, K)
+        return softmax(z.numpy(), self.spec.temperature)
+
+    def predict(self, image: MedicalImage, window: Window | None = None, tta: bool = True) -> Prediction:
         """Preprocess, run the network and the applicability gate for one image.
 
         Parameters
@@ -199,6 +224,9 @@ class Predictor:
         image : MedicalImage
         window : Window, optional
             Display window to use instead of the spec's (changes what the network sees).
+        tta : bool
+            Also run the spec's test-time augmentation views and report their spread as
+            :attr:`Prediction.uncertainty` (one extra batched forward pass of ``len(spec.tta)`` views).
 
         Returns
         -------
@@ -214,14 +242,15 @@ class Predictor:
         t1 = time.perf_counter()
         logits = self.logits(pre.model_input[None])[0]
         probs = softmax(logits[None], self.spec.temperature)[0]
+        idx = self.decide(probs)
+        unc = summarise(self.tta_probs(pre.model_input), self.spec.tta, idx) if tta and self.spec.tta else None
         t2 = time.perf_counter()
         verdict = self.gate(image, pre)
         t3 = time.perf_counter()
-        idx = self.decide(probs)
         return Prediction(probs=probs, label_index=idx, label=self.spec.labels[idx], logits=logits, gate=verdict,
                           preprocessed=pre, device=self.device.type,
                           seconds={"preprocess": t1 - t0, "predict": t2 - t1, "gate": t3 - t2},
-                          labels=self.spec.labels)
+                          labels=self.spec.labels, uncertainty=unc)
 
 
 def evaluate_split(spec_path: str | Path, split: str = "test", device: str = "auto"):  # noqa: ANN201

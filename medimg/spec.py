@@ -103,6 +103,9 @@ class ModelSpec:
         Test-set metrics (the EvalReport summary).
     gate : dict
         Applicability-gate parameters fitted on the validation split (see :mod:`medimg.predict`).
+    tta : tuple of str
+        Test-time augmentation views (names from :data:`medimg.uncertainty.VIEWS`) whose spread the Predictor
+        reports as uncertainty; empty = none.
     """
 
     name: str
@@ -121,6 +124,7 @@ class ModelSpec:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
+    tta: tuple[str, ...] = ()
     format_version: int = 1
 
     def __post_init__(self) -> None:
@@ -157,7 +161,7 @@ class ModelSpec:
             pp["std"] = tuple(pp["std"])
             known = {f.name for f in dataclasses.fields(cls)}
             d = {k: v for k, v in d.items() if k in known}
-            for key in ("labels", "modalities", "body_parts"):
+            for key in ("labels", "modalities", "body_parts", "tta"):
                 if key in d:
                     if isinstance(d[key], str):
                         raise SpecError(f"{key} must be a list of strings, not a single string.")

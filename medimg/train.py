@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from medimg.evaluate import EvalReport, compute_metrics
 from medimg.models import DEFAULT_CAM_LAYER, create_model, save_weights
 from medimg.predict import choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig
+from medimg.uncertainty import views_for_modality
 
 __all__ = ["TrainConfig", "TASKS", "train", "load_task_split", "predict_logits", "fit_temperature"]
 
@@ -487,7 +488,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                   "epochs_run": len(history), "best_epoch": best_epoch, "best_val_auroc": best_auroc,
                   "wall_seconds": round(wall, 1), "device": str(device), "processes": world,
                   "torch": torch.__version__, "code_commit": code_commit, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
-        metrics={"test": summary},
+        metrics={"test": summary}, tta=views_for_modality(task.modality),
     )
     spec = save_weights(net, spec, out, half=cfg.half)
     report.save(out / f"{stem}.eval.json")

@@ -131,3 +131,23 @@ def test_bootstrap_fast_path_matches_compute_metrics() -> None:
         fast = _fast_binary(y, probs, 1, threshold)
         for key, value in fast.items():
             assert value == pytest.approx(ref[key], abs=1e-12), (key, threshold)
+
+
+def test_multiclass_macro_sensitivity_specificity_one_vs_rest() -> None:
+    import sklearn.metrics as skm
+
+    from medimg.evaluate import compute_metrics
+
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    pred = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1])
+    probs = np.full((len(y), 3), 0.1)
+    probs[np.arange(len(y)), pred] = 0.8
+    m = compute_metrics(y, probs)
+    # class 0: recall 2/3; class 1: 2/2; class 2: 2/4 -> balanced accuracy
+    assert m["macro_sensitivity"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert m["per_class_sensitivity"] == pytest.approx([2 / 3, 1.0, 0.5])
+    # specificity of class 0: negatives 6, predicted 0 among them 1 -> 5/6; class 1: 7 negatives, 2 FP -> 5/7;
+    # class 2: 5 negatives, 0 FP -> 1
+    assert m["per_class_specificity"] == pytest.approx([5 / 6, 5 / 7, 1.0])
+    assert m["macro_specificity"] == pytest.approx((5 / 6 + 5 / 7 + 1.0) / 3)
+    assert "sensitivity" not in m

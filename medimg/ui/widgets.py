@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from medimg.spec import ModelSpec
 
 __all__ = ["CUSTOM_WINDOW", "frame_picker", "window_picker", "show_image", "show_metadata", "show_gate",
-           "show_prediction", "show_cam_note", "show_steps", "show_timings", "format_seconds"]
+           "show_prediction", "show_cam_note", "show_steps", "show_timings", "format_seconds",
+           "show_uncertainty", "uncertainty_text"]
 
 #: Label of the custom center/width option of :func:`window_picker`.
 CUSTOM_WINDOW = "Custom center / width"
@@ -151,6 +152,37 @@ def show_prediction(prediction: Prediction, spec: ModelSpec | None) -> None:
                                      threshold_label=positive), key="probabilities")
     device = "GPU (CUDA)" if prediction.device == "cuda" else "CPU"
     st.caption(f":material/memory: Ran on **{device}**. Probabilities are temperature-calibrated.")
+    show_uncertainty(prediction)
+
+
+def uncertainty_text(prediction: Prediction) -> tuple[str, bool] | None:
+    """One sentence on the answer's stability under the model's test-time augmentation views, and whether it
+    is unstable (see :meth:`medimg.uncertainty.Uncertainty.is_unstable`); None without TTA."""
+    u = prediction.uncertainty
+    if u is None:
+        return None
+    n = len(u.views)
+    agree = round(u.agreement * n)
+    base = (f"Stability: {agree} of {n} slightly changed copies of the image (small shifts and zooms"
+            f"{', mirror images' if any('flip' in v or 'rot' in v for v in u.views) else ''}) give the same answer; "
+            f"the probability of **{prediction.label}** varies by ±{u.std[prediction.label_index]:.1%} "
+            f"(1 SD) between them.")
+    if u.is_unstable():
+        return ("**Unstable answer.** " + base + " Small changes to the image change the output: treat it as "
+                "uncertain.", True)
+    return base, False
+
+
+def show_uncertainty(prediction: Prediction) -> None:
+    """The stability sentence of :func:`uncertainty_text` (a warning when the answer is unstable)."""
+    text = uncertainty_text(prediction)
+    if text is None:
+        return
+    msg, unstable = text
+    if unstable:
+        st.warning(msg, icon=":material/help:")
+    else:
+        st.caption(":material/balance: " + msg)
 
 
 def show_cam_note(method_label: str, target_label: str, gate_passed: bool) -> None:
