@@ -1,13 +1,10 @@
-"""User data sets: an image or DICOM folder with a CSV of labels, and patient-grouped splits.
+"""User data sets: an image or DICOM folder with a CSV of labels (path, label, optional split and patient).
 
-A CSV lists one image per row: a path relative to the data set folder, a label, optionally a split
-(``train``/``val``/``test``) and a patient identifier. Without a split column the rows are split by
-:func:`grouped_split`, patient-grouped when a patient column is given, so that no patient's images are seen in
-training and in evaluation (the leakage that inflates published medical-imaging results). Every image goes
-through :func:`medimg.io.load_image` and :func:`medimg.preprocess.run`, the exact code the app runs.
-
-Error messages name the CSV row's path (this is a training-side tool run on the user's own files) but never
-DICOM header values: patient IDs read from headers are kept only as :func:`hash_patient_id` digests.
+Without a split column the rows are split by :func:`grouped_split`, patient-grouped when a patient column is
+given, so no patient is in training and evaluation both. Every image goes through :func:`medimg.io.load_image`
+and :func:`medimg.preprocess.run`, the exact code the app runs. Error messages name the CSV row's path (a
+training-side tool on the user's own files) but never DICOM header values: patient IDs read from headers are
+kept only as :func:`hash_patient_id` digests, in memory.
 """
 
 from __future__ import annotations
@@ -46,11 +43,8 @@ class DatasetError(MedimgError, ValueError):
 
 
 def hash_patient_id(raw: str) -> str:
-    """Pseudonymous group key of a patient ID: the first 12 hex digits of sha256 of the stripped UTF-8 text.
-
-    Not anonymisation (a short ID space can be enumerated): the digest only ever lives in memory, to group
-    images, and is never written or shown.
-    """
+    """Group key of a patient ID: first 12 hex digits of sha256 of the stripped UTF-8 text (pseudonymous, not
+    anonymous: a short ID space can be enumerated; the digest only lives in memory, to group images)."""
     return hashlib.sha256(raw.strip().encode("utf-8")).hexdigest()[:12]
 
 
@@ -68,25 +62,21 @@ def read_label_csv(csv_path: str | Path, path_col: str = "path", label_col: str 
     ----------
     csv_path : path
         UTF-8 CSV with a header row (an Excel byte-order mark is accepted).
-    path_col, label_col : str
-        Required columns: image path relative to the data set folder, and class label.
-    split_col : str
-        Optional column: when present its values must be non-empty; when absent rows carry no split.
-    patient_col : str, optional
-        Required column when given: patient identifier (non-empty).
+    path_col, label_col, split_col, patient_col : str
+        Columns: image path relative to the data set folder and label (required), split (optional: rows carry
+        none when absent) and patient (required when not None). Present columns need non-empty cells.
 
     Returns
     -------
     list of dict
-        One dict per data row, in file order, column name -> value with surrounding whitespace stripped.
-        Rows whose cells are all empty are skipped.
+        One dict per row, in file order, column -> value, whitespace stripped; all-empty rows skipped.
 
     Raises
     ------
     DatasetError
-        A required column is missing (the message names it and the columns found); a path is empty, absolute
-        or contains ``..``; a path appears twice (after normalising ``./``); a label, split or patient value is
-        empty. Messages name the offending row's path or line number.
+        A required column is missing (named, with the columns found); a path is empty, absolute or has ``..``;
+        a path is listed twice (``./`` normalised); an empty label, split or patient cell. Messages name the
+        row's path (or line number).
     """
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -99,7 +89,8 @@ def read_label_csv(csv_path: str | Path, path_col: str = "path", label_col: str 
     rows: list[dict[str, str]] = []
     seen: dict[str, str] = {}
     for line, r in raw:
-        row = {k.strip(): (v or "").strip() for k, v in r.items() if isinstance(k, str) and isinstance(v, str | None)}
+        row = {k.strip(): (v or "").strip() for k, v in r.items()
+               if isinstance(k, str) and isinstance(v, str | None)}
         if not any(row.values()):
             continue
         path = row[path_col]
@@ -135,7 +126,7 @@ def _allocate(fractions: tuple[float, float, float], k: int) -> list[int]:
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     fr = tuple(float(f) for f in fractions)
     if len(fr) != 3 or min(fr) < 0 or fr[0] <= 0 or abs(sum(fr) - 1.0) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers (train > 0) summing to 1, got {fractions}")
+        raise ValueError(f"fractions must be 3 non-negative numbers (train > 0) summing to 1, got {fractions}")
     return fr  # type: ignore[return-value]
 
 
@@ -173,8 +164,29 @@ def _split_groups(y: np.ndarray, groups: np.ndarray, fr: tuple[float, float, flo
         warnings.simplefilter("ignore", UserWarning)
         for i, (_, held) in enumerate(sgkf.split(np.zeros(len(y)), y, groups)):
             fold[held] = i
-    names = np.repeat(np.array(SPLITS, dtype=object), _allocate(fr, k))
-    return names[fold]
+    classes, yi = np.unique(y.astype(str), return_inverse=True)
+    per_fold = np.zeros((k, len(classes)))
+    np.add.at(per_fold, (fold, yi), 1.0)
+    owner = _deal(per_fold, fr, _allocate(fr, k))
+    return np.array(SPLITS, dtype=object)[owner[fold]]
+
+
+def _deal(per_fold: np.ndarray, fr: tuple[float, float, float], counts: list[int]) -> np.ndarray:
+    """Split index (0, 1, 2) of each fold. The smaller splits pick first, greedily, the fold that brings their
+    running per-class counts closest to ``fraction * class total`` (errors scaled by class totals, so a rare
+    class weighs as much as a common one); train keeps the rest. (k, C) counts -> (k,) int64."""
+    total = per_fold.sum(axis=0)
+    scale = np.maximum(total, 1.0)
+    owner = np.zeros(len(per_fold), dtype=np.int64)
+    free = list(range(len(per_fold)))
+    for j in sorted((1, 2), key=lambda j: counts[j]):
+        cur = np.zeros_like(total)
+        for m in range(1, counts[j] + 1):
+            goal = total * fr[j] * m / counts[j]
+            best = min(free, key=lambda f: float((np.abs(cur + per_fold[f] - goal) / scale).sum()))
+            free.remove(best)
+            owner[best], cur = j, cur + per_fold[best]
+    return owner
 
 
 def grouped_split(rows: Sequence[dict[str, str]], patient_col: str | None,
@@ -182,28 +194,25 @@ def grouped_split(rows: Sequence[dict[str, str]], patient_col: str | None,
                   label_col: str = "label") -> list[dict[str, str]]:
     """Assign ``split`` = train / val / test to every row, patient-grouped and stratified by label.
 
-    With ``patient_col``, scikit-learn's ``StratifiedGroupKFold`` (shuffled, ``random_state=seed``) cuts the
-    rows into ``min(20, n_patients)`` folds that each hold whole patients and try to keep every fold's label
-    distribution equal to the whole set's; whole folds are then dealt to train/val/test in proportion to
-    ``fractions`` (largest remainder, at least one fold for each positive fraction). It is used rather than
-    ``GroupShuffleSplit`` because the latter ignores labels, so a rare class can vanish from val or test; the
-    price is that fractions are honoured to one fold (5 % with 20 or more patients) and, as patients are never
-    divided, only approximately when patients have very different numbers of images. Without ``patient_col``
-    each image is its own unit: ``train_test_split`` stratified by label (plain random when a class is too
-    small to stratify) cuts test, then val from the remainder, with the exact fractions.
+    With ``patient_col``: scikit-learn's ``StratifiedGroupKFold`` (shuffled, ``random_state=seed``) cuts the
+    rows into ``min(20, n_patients)`` folds of whole patients with label distributions close to the whole
+    set's; the folds are dealt to the splits in proportion to ``fractions`` (at least one fold per positive
+    fraction), val and test greedily taking the folds that bring their label counts closest to their share.
+    Not ``GroupShuffleSplit``: it ignores labels, so a rare class can vanish from val or test. Fractions hold to
+    about one fold (5 % with 20+ patients), less exactly when patients have very unequal image counts.
+    Without ``patient_col``: ``train_test_split`` stratified by label (plain random when a class is too small)
+    cuts test, then val from the rest, with exact fractions.
 
     Parameters
     ----------
     rows : sequence of dict
         Rows as from :func:`read_label_csv`; not modified.
-    patient_col : str or None
-        Column of patient identifiers (any string; compared for equality only).
+    patient_col, label_col : str
+        Patient column (None: split per image) and the column stratified on.
     fractions : (float, float, float)
         Train, val, test shares; non-negative, train positive, summing to 1. A zero leaves that split empty.
     seed : int
         The same rows, fractions and seed always give the same assignment.
-    label_col : str
-        Column stratified on.
 
     Returns
     -------
@@ -234,17 +243,8 @@ def grouped_split(rows: Sequence[dict[str, str]], patient_col: str | None,
 def dicom_patient_hash(path: str | Path, row_path: str | None = None) -> str:
     """:func:`hash_patient_id` of a DICOM file's PatientID (0010,0020), read without the pixel data.
 
-    Parameters
-    ----------
-    path : path
-        The DICOM file (with or without the 128-byte preamble).
-    row_path : str, optional
-        Name used in error messages (the CSV path); the file name by default.
-
-    Returns
-    -------
-    str
-        12 lowercase hex digits.
+    ``path`` is the file (preamble optional); ``row_path`` the name for messages (the file name by default).
+    Returns 12 lowercase hex digits.
 
     Raises
     ------
@@ -277,6 +277,14 @@ def dicom_patient_hash(path: str | Path, row_path: str | None = None) -> str:
     return hash_patient_id(raw)
 
 
+def _check_files(folder: Path, rows: Sequence[dict[str, str]], path_col: str) -> None:
+    """Fail before any decoding when files listed in the CSV are missing (names up to 5 of them)."""
+    missing = [r[path_col] for r in rows if not (folder / r[path_col]).is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} file(s) listed in the CSV not found under {folder}: "
+                           f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+
+
 def load_csv_split(folder: str | Path, csv_path: str | Path, split: str, config: PreprocessConfig,
                    labels: Sequence[str] | None = None, limit: int | None = None, path_col: str = "path",
                    label_col: str = "label", split_col: str = "split", patient_col: str | None = None,
@@ -285,11 +293,9 @@ def load_csv_split(folder: str | Path, csv_path: str | Path, split: str, config:
 
     Parameters
     ----------
-    folder : path
-        Data set folder; CSV paths are relative to it. Files may be PNG, JPEG, TIFF, GIF, BMP or DICOM (with
-        ``.dcm`` or any or no extension: the format is decided by content).
-    csv_path : path
-        The CSV (see :func:`read_label_csv`).
+    folder, csv_path : path
+        Data set folder (CSV paths are relative to it) and the CSV (:func:`read_label_csv`). Files: PNG, JPEG,
+        TIFF, GIF, BMP or DICOM, ``.dcm`` or any or no extension (the format is decided by content).
     split : str
         Split to load, e.g. ``"train"``, ``"val"``, ``"test"``.
     config : PreprocessConfig
@@ -299,13 +305,10 @@ def load_csv_split(folder: str | Path, csv_path: str | Path, split: str, config:
     limit : int, optional
         Keep only ``limit`` rows of the split, evenly spaced through the CSV (quick checks).
     path_col, label_col, split_col, patient_col : str
-        Column names. Without ``split_col`` in the CSV, the splits come from :func:`grouped_split` over all
-        rows (so calls for train, val and test with the same ``seed`` and ``fractions`` are disjoint).
-        ``patient_col="PatientID"`` missing from the CSV is read from each DICOM header, hashed. With both a
-        split and a patient column, a patient found in two splits is an error.
-    seed : int
-    fractions : (float, float, float)
-        Train, val, test shares used when the CSV has no split column.
+        Columns. Without ``split_col`` in the CSV, :func:`grouped_split` (``fractions``, ``seed``) splits all
+        rows, so train, val and test calls with the same arguments are disjoint. ``patient_col="PatientID"``
+        absent from the CSV is read, hashed, from each DICOM header. With a split column and a patient
+        column (or header PatientID), a patient in two splits is an error.
 
     Returns
     -------
@@ -330,6 +333,7 @@ def load_csv_split(folder: str | Path, csv_path: str | Path, split: str, config:
     from_header = patient_col == DICOM_PATIENT_COL and patient_col not in columns
     rows = read_label_csv(csv_path, path_col, label_col, split_col, None if from_header else patient_col)
     if from_header:
+        _check_files(folder, rows, path_col)
         rows = [{**r, patient_col: dicom_patient_hash(folder / r[path_col], r[path_col])} for r in rows]
     if split_col in columns:
         if patient_col is not None:
@@ -352,10 +356,7 @@ def load_csv_split(folder: str | Path, csv_path: str | Path, split: str, config:
     for r in chosen:
         if r[label_col] not in index:
             raise DatasetError(f"{r[path_col]}: label {r[label_col]!r} is not one of {list(labels)}.")
-    missing = [r[path_col] for r in chosen if not (folder / r[path_col]).is_file()]
-    if missing:
-        raise DatasetError(f"{len(missing)} file(s) listed in the CSV not found under {folder}: "
-                           f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    _check_files(folder, chosen, path_col)
     images, ys = [], []
     for r in chosen:
         try:
