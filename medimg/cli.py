@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a model and write weights + spec + test report")
     t.add_argument("--task", default="kermany-cxr",
-                   help="kermany-cxr, busi, brain-mri, pbc-blood, pneumoniamnist, breastmnist")
+                   help="kermany-cxr, busi, brain-mri, pbc-blood, pneumoniamnist, breastmnist, or csv:LABELS.csv"
+                   "[::patient=COL][::modality=M][::channels=3] for a labelled image or DICOM folder")
     t.add_argument("--arch", default="resnet18")
     t.add_argument("--size", type=int, default=128, help="input side in pixels")
     t.add_argument("--epochs", type=int, default=30)

@@ -150,10 +150,17 @@ FEATURE_LAYERS = {
 }
 
 #: How the fitted gate names the training images in its reasons, per training task.
-def _task_domain(task_key: str) -> str:
-    from medimg.train import TASKS
+def _task(task_key: str) -> Any:
+    from medimg.train import get_task
 
-    task = TASKS.get(task_key)
+    try:
+        return get_task(task_key)
+    except KeyError:
+        return None
+
+
+def _task_domain(task_key: str) -> str:
+    task = _task(task_key)
     return task.domain if task is not None else "images"
 
 
@@ -398,9 +405,7 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         "test_median_distance": round(float(np.median(test_d)), 2), "limit": None if limit is None else limit,
     }
     if out_of_scope:
-        from medimg.train import TASKS
-
-        task = TASKS.get(task_key)
+        task = _task(task_key)
         exclude = task.oos_exclude if task is not None else ()
         fit["out_of_scope"] = {name: _flag_rates(predictor, model, threshold, images, batch_size)
                                for name, images in out_of_scope_sets(n=n_out_of_scope, exclude=exclude)}

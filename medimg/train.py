@@ -8,6 +8,7 @@ global batches as one process (see :class:`medimg.data.GlobalBatchSampler`); ran
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -37,7 +38,7 @@ from medimg.predict import choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig
 from medimg.uncertainty import views_for_modality
 
-__all__ = ["TrainConfig", "TASKS", "train", "load_task_split", "predict_logits", "fit_temperature"]
+__all__ = ["TrainConfig", "TASKS", "get_task", "train", "load_task_split", "predict_logits", "fit_temperature"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Task:
     geometry: str = "stretch"
     domain: str = "images"
     oos_exclude: tuple[str, ...] = ()
+    csv: str | None = None
+    patient_col: str | None = None
 
 
 TASKS: dict[str, Task] = {
@@ -118,6 +121,35 @@ TASKS: dict[str, Task] = {
         modalities=("US",), body_parts=("BREAST",), positive="malignant",
         domain="breast ultrasound images (28 px)", oos_exclude=("busi",)),
 }
+
+
+def get_task(task_key: str) -> Task:
+    """The :data:`TASKS` entry, or a task read from a CSV of labels.
+
+    Parameters
+    ----------
+    task_key : str
+        A key of :data:`TASKS`, or ``"csv:<path of labels.csv>"`` (image or DICOM files relative to the CSV's
+        folder; columns ``path``, ``label`` and optionally ``split``; see :func:`medimg.datasets.load_csv_split`),
+        optionally followed by ``"::patient=<column>"`` (patient-grouped splits when the CSV has no ``split``
+        column; ``PatientID`` reads it, hashed, from the DICOM headers) and ``"::modality=<m>"`` (augmentation
+        and TTA views: radiograph, ultrasound, mri, microscopy) and ``"::channels=3"``.
+
+    Raises
+    ------
+    KeyError
+        Unknown task key.
+    """
+    if task_key in TASKS:
+        return TASKS[task_key]
+    if task_key.startswith("csv:"):
+        path, *opts = task_key[4:].split("::")
+        kv = dict(o.split("=", 1) for o in opts if "=" in o)
+        return Task(folder=None, csv=path, patient_col=kv.get("patient"), modality=kv.get("modality", "radiograph"),
+                    in_chans=int(kv.get("channels", 1)), title=f"Custom task ({Path(path).parent.name})",
+                    intended_use="Research model trained on a user's labelled folder. Not for diagnostic use.",
+                    domain=f"the images of {Path(path).parent.name}")
+    raise KeyError(f"unknown task {task_key!r}; known: {', '.join(TASKS)} or csv:<labels.csv>")
 
 
 @dataclass(frozen=True)
@@ -290,9 +322,14 @@ def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: 
     medimg.data.SplitArrays
         ``x`` (N, C, H, W) float32 in [0, 1], ``y`` (N,) int64.
     """
-    task = TASKS[task_key]
+    task = get_task(task_key)
     if task.medmnist_flag:
         return mdata.load_medmnist_split(task.medmnist_flag, split, config)
+    if task.csv:
+        from medimg.datasets import load_csv_split
+
+        return load_csv_split(Path(task.csv).parent, task.csv, split, config, labels=task.labels, limit=limit,
+                              patient_col=task.patient_col)
     return mdata.load_manifest_split(mdata.data_root() / task.folder, split, config, labels=task.labels, limit=limit)
 
 
@@ -331,7 +368,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     ``.log.json`` (per-epoch loss/metrics) and a resumable ``<stem>.ckpt.safetensors`` (removed at the end).
     Re-running the same command resumes from the checkpoint.
     """
-    task = TASKS[cfg.task]
+    task = get_task(cfg.task)
     code_commit = _code_version()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -474,8 +511,11 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     probs = softmax(test_logits, temperature)
     report = EvalReport.build(stem, "test", list(labels), splits["test"].y.numpy(), probs, splits["test"].ids, pos)
     uncal = compute_metrics(splits["test"].y.numpy(), softmax(test_logits), pos)
-    data_ref = (f"medmnist:{task.medmnist_flag}" if task.medmnist_flag else f"shared/data/{task.folder}")
-    data_sum = (mdata.manifest_checksum(mdata.data_root() / task.folder) if task.folder else "medmnist md5 (package INFO)")
+    data_ref = (f"medmnist:{task.medmnist_flag}" if task.medmnist_flag else task.csv if task.csv
+                else f"shared/data/{task.folder}")
+    data_sum = (mdata.manifest_checksum(mdata.data_root() / task.folder) if task.folder
+                else hashlib.sha256(Path(task.csv).read_bytes()).hexdigest() if task.csv
+                else "medmnist md5 (package INFO)")
     summary = {k: v for k, v in report.metrics.items() if k not in ("confusion_matrix",)}
     summary["ece_uncalibrated"] = uncal["ece"]
     spec = ModelSpec(

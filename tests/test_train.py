@@ -31,7 +31,7 @@ def _fast(monkeypatch: pytest.MonkeyPatch):
 
 def _cfg(out: Path, epochs: int) -> TrainConfig:
     return TrainConfig(task="kermany-cxr", arch="smallcnn", input_size=32, epochs=epochs, batch_size=8, limit=24,
-                       out=str(out), name="tiny_run", device="cpu", num_threads=1, patience=5)
+                       out=str(out), name="tiny_run", device="cpu", num_threads=1, patience=5, gate=False)
 
 
 class _Interrupt(Exception):
@@ -90,6 +90,43 @@ def test_tiny_training_run_interrupted_and_resumed(tmp_path: Path, shared_data: 
 
     pred = Predictor(model, on_disk, "cpu")
     assert pred.model is model and np.isfinite(softmax(np.zeros((1, 2)))).all()
+    # float16 storage, and the report was computed from exactly the stored (rounded) weights
+    from safetensors import safe_open
+
+    with safe_open(str(w), "pt") as fh:
+        assert {fh.get_tensor(k).dtype for k in fh.keys()} <= {torch.float16, torch.int64}
+    from medimg.train import load_task_split, predict_logits
+
+    test = load_task_split("kermany-cxr", "test", on_disk.preprocess, limit=24)
+    again = softmax(predict_logits(model, test.x, on_disk.preprocess, torch.device("cpu")), on_disk.temperature)
+    np.testing.assert_allclose(again, report.probs, atol=2e-6)
+    assert on_disk.tta == ("identity", "zoom_in", "zoom_out", "shift_left", "shift_right", "shift_up", "shift_down")
+
+
+def test_train_on_a_csv_labelled_folder(tmp_path: Path) -> None:
+    """``--task csv:<labels.csv>::patient=<col>``: a user's folder, patient-grouped splits, no shared data."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = ["path,label,patient"]
+    for i in range(60):
+        label = ("bright", "dark")[i % 2]
+        base = 170 if label == "bright" else 70
+        arr = np.clip(base + rng.normal(0, 20, (40, 48)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(tmp_path / f"img{i:02d}.png")
+        rows.append(f"img{i:02d}.png,{label},p{i // 3}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    task = f"csv:{tmp_path / 'labels.csv'}::patient=patient::modality=ultrasound"
+    cfg = TrainConfig(task=task, arch="smallcnn", input_size=32, epochs=3, batch_size=8, out=str(tmp_path / "w"),
+                      name="csv_run", device="cpu", num_threads=1, gate=False, ema_decay=None, lr=3e-3)
+    spec = train(cfg)
+    assert spec.labels == ("bright", "dark") and spec.training["data"].endswith("labels.csv")
+    assert spec.training["data_checksum_sha256_manifest"] == hashlib.sha256(
+        (tmp_path / "labels.csv").read_bytes()).hexdigest()
+    n = spec.training["n"]
+    assert sum(n.values()) == 60 and min(n.values()) >= 6
+    assert spec.tta == ("identity", "hflip", "zoom_in", "zoom_out", "shift_left", "shift_right")
+    assert spec.metrics["test"]["accuracy"] >= 0.9  # brightness separates the classes
 
 
 def test_fit_temperature_recovers_known_temperature() -> None:

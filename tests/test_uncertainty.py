@@ -10,7 +10,7 @@ from torch import nn
 from medimg.io.image import MedicalImage, Window
 from medimg.predict import Predictor
 from medimg.spec import ModelSpec, PreprocessConfig
-from medimg.uncertainty import VIEWS, SHIFT, apply_view, summarise, tta_logits, views_for_modality
+from medimg.uncertainty import SHIFT, VIEWS, apply_view, summarise, tta_logits, views_for_modality
 
 
 def _img(n: int = 32) -> torch.Tensor:
