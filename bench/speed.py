@@ -149,6 +149,10 @@ def bench_device(pred: Predictor, repeats: int, n_batch: int) -> None:
         ratio = p50(t["Grad-CAM (replica)"]) / p50(t["predict (network + calibration)"])
     if ratio is not None:
         print(f"  Grad-CAM / plain inference (wall p50): {ratio:.1f}x")
+        if pred.spec.tta:
+            t_tta = timeit(lambda pre=pre: pred.tta_probs(pre.model_input), repeats, sync)
+            print(row(f"TTA uncertainty ({len(pred.spec.tta)} views, 1 batch)", t_tta))
+    bench_test_set(pred, sync)
 
     x = sample_inputs(pred, n_batch)
     layer = cam_layer_of(pred.spec)
@@ -176,6 +180,34 @@ def bench_device(pred: Predictor, repeats: int, n_batch: int) -> None:
     print(f"  per image: loop {p50(t_loop) / len(x) * 1e3:.2f} ms, batched {p50(t_batch) / len(x) * 1e3:.2f} ms; "
           f"speed-up {p50(t_loop) / p50(t_batch):.1f}x wall, "
           f"{np.median(t_loop[:, 1]) / max(np.median(t_batch[:, 1]), 1e-9):.1f}x cpu; max |difference| {diff:.1e}")
+
+
+def bench_test_set(pred: Predictor, sync: bool) -> None:
+    """Test-split evaluation throughput: decode + preprocess from disk, then the batched network pass."""
+    task = pred.spec.training.get("config", {}).get("task")
+    if not task:
+        print("  test-set evaluation: skipped (the model has no training task)")
+        return
+    from medimg.train import load_task_split, predict_logits
+
+    t0 = time.perf_counter()
+    try:
+        arrays = load_task_split(task, "test", pred.spec.preprocess)
+    except (OSError, MedimgError) as err:
+        print(f"  test-set evaluation: skipped ({type(err).__name__})")
+        return
+    t1 = time.perf_counter()
+    predict_logits(pred.model, arrays.x[:64], pred.spec.preprocess, pred.device)  # warm-up
+    if sync:
+        torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    predict_logits(pred.model, arrays.x, pred.spec.preprocess, pred.device, batch_size=256)
+    if sync:
+        torch.cuda.synchronize()
+    t3 = time.perf_counter()
+    n = len(arrays.y)
+    print(f"  test-set evaluation ({task}, {n} images): decode + preprocess {n / (t1 - t0):8.1f} img/s, "
+          f"network (batch 256) {n / (t3 - t2):8.1f} img/s, end to end {n / (t1 - t0 + t3 - t2):8.1f} img/s")
 
 
 def main() -> None:
