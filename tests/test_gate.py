@@ -43,7 +43,8 @@ def _gray(pixels: np.ndarray, fmt: str = "png", **kw) -> MedicalImage:
 
 def _head(model: torch.nn.Module, arch: str) -> torch.nn.Module:
     m = model
-    return {"smallcnn": lambda: torch.nn.Sequential(*list(m.classifier)[1:]), "resnet18": lambda: m.fc,
+    return {"smallcnn": lambda: torch.nn.Sequential(*list(m.classifier)[1:]), "resnet10": lambda: m.fc,
+            "resnet10_small": lambda: m.fc, "resnet18": lambda: m.fc,
             "resnet34": lambda: m.fc}.get(arch, lambda: m.classifier)()
 
 

@@ -35,7 +35,7 @@ def _texture(seed: int = 0, shape: tuple[int, ...] = (120, 100)) -> MedicalImage
 def _load_dicom_or_skip(src) -> MedicalImage:  # noqa: ANN001
     try:
         return load_image(src)
-    except ModuleNotFoundError as err:  # the DICOM loader is being written in medimg/io/dicom.py
+    except ModuleNotFoundError as err:  # the DICOM loader is being written in medimg/io/dicom/
         pytest.skip(f"DICOM loader not available yet: {err}")
 
 
