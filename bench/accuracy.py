@@ -161,10 +161,11 @@ def main() -> None:
             notes.append(f"- {spec.name} with TTA ({len(t['views'])} views, seed 0): accuracy {t['accuracy']:.3f}, "
                          f"AUROC {t['auroc']:.3f}, ECE {t['ece']:.3f}; all views agree on "
                          f"{t['share_all_views_agree']:.1%} of test images")
-        for model_name, b in baselines.get(task, {}).items():
-            if isinstance(b, dict) and "accuracy" in b:
-                notes.append(f"- {task} baseline HOG + {model_name}: accuracy {b['accuracy']:.3f}, "
-                             f"AUROC {b.get('auroc', float('nan')):.3f}, macro-F1 {b.get('macro_f1', float('nan')):.3f}")
+        for model_name, b in baselines.get("results", {}).get(task, {}).items():
+            bm = b.get("metrics", {}) if isinstance(b, dict) else {}
+            if "accuracy" in bm:
+                notes.append(f"- {task} baseline HOG + {model_name} (C={b.get('C')}): accuracy {bm['accuracy']:.3f}, "
+                             f"AUROC {bm.get('auroc', float('nan')):.3f}, macro-F1 {bm.get('macro_f1', float('nan')):.3f}")
         notes.append(f"- {task} published: {anchor}")
     if not summary:
         print("no weights found")
