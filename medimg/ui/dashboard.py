@@ -21,6 +21,8 @@ METRIC_NAMES: dict[str, str] = {
     "ppv": "PPV (precision)",
     "npv": "NPV",
     "f1": "F1",
+    "macro_sensitivity": "Sensitivity (macro, one-vs-rest; = balanced accuracy)",
+    "macro_specificity": "Specificity (macro, one-vs-rest)",
     "macro_f1": "Macro F1",
     "ece": "ECE (lower is better)",
 }
@@ -57,6 +59,12 @@ def load_report(option: ModelOption) -> EvalReport | None:
     if report.probs.ndim != 2 or report.probs.shape[1] != k or len(report.y_true) != len(report.probs):
         raise ReportError(f"{path.name} is inconsistent: probabilities and labels do not match. "
                           "Re-create it with `medimg evaluate --out`.")
+    # metrics from the per-image results with today's definitions; the stored bootstrap intervals are kept
+    from medimg.evaluate import compute_metrics
+
+    ci = report.metrics.get("ci95") or report.metrics.get("ci") or {}
+    report.metrics = {**compute_metrics(report.y_true, report.probs, report.positive_label, report.threshold),
+                      "ci95": ci}
     return report
 
 

@@ -62,3 +62,25 @@ def test_each_shipped_model_analyses_its_own_test_image(make_app, shared_data: P
     texts = [c.value for c in at.caption] + [w.value for w in at.warning]
     assert any("Stability:" in t for t in texts), texts
     assert "Grad-CAM: where the network looked" in [s.value for s in at.subheader]
+
+
+@pytest.mark.parametrize("spec_path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_dashboard_of_each_shipped_model(make_app, spec_path: Path) -> None:
+    """Binary and multi-class reports: metrics table, confusion matrix of K x K, no traceback."""
+    spec = load_spec(spec_path)
+    at = make_app("pages/dashboard.py", REPO / "weights").run()
+    at.sidebar.selectbox(key="medimg.model_picker").set_value(spec_path.name).run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    metrics = list(table["Metric"])
+    assert "Accuracy" in metrics and "AUROC" in metrics
+    if spec.num_classes > 2:
+        assert "Specificity (macro, one-vs-rest)" in metrics
+    else:
+        assert "Specificity" in metrics
+    figs = plotly_specs(at)
+    cm = [f for f in figs.values() if any(t.get("type") == "heatmap" for t in f["data"])]
+    assert cm, list(figs)
+    z = plotly_array([t for t in cm[0]["data"] if t.get("type") == "heatmap"][0]["z"])
+    assert np.asarray(z).shape == (spec.num_classes, spec.num_classes)
