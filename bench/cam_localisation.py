@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--methods", default="gradcam,hirescam,gradcam++,xgradcam,layercam,eigencam",
                     help="comma-separated CAM methods (Score-CAM costs one forward pass per channel: add it on a GPU)")
+    ap.add_argument("--layer", default=None, help="CAM target layer (default: the spec's cam_layer)")
     ap.add_argument("--tolerance", type=int, default=0, help="mask dilation for the pointing game, pixels")
     args = ap.parse_args()
     pred = Predictor.from_spec(args.model, device="cpu")
@@ -57,10 +58,10 @@ def main() -> None:
     seconds = {}
     for method in args.methods.split(","):
         t0 = time.perf_counter()
-        rows[method] = ex.cam_batch(pred, x, targets, method=method)
+        rows[method] = ex.cam_batch(pred, x, targets, method=method, layer=args.layer)
         seconds[method] = time.perf_counter() - t0
     print(f"{spec.name}: {len(keep)} {args.split} images with a lesion mask (benign + malignant), "
-          f"maps for the true class, input {h} x {w}")
+          f"maps for the true class at {args.layer or spec.cam_layer}, input {h} x {w}")
     print(f"{'map':<22s} {'pointing':>9s} {'x chance':>9s} {'energy in':>10s} {'x chance':>9s} {'seconds':>8s}")
     out = {}
     for name, maps in rows.items():
