@@ -155,7 +155,7 @@ def _task(task_key: str) -> Any:
 
     try:
         return get_task(task_key)
-    except KeyError:
+    except SpecError:
         return None
 
 

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from medimg import data as mdata
+from medimg.errors import SpecError
 from medimg.evaluate import EvalReport, compute_metrics
 from medimg.models import DEFAULT_CAM_LAYER, create_model, save_weights
 from medimg.predict import choose_device, softmax
@@ -137,19 +138,26 @@ def get_task(task_key: str) -> Task:
 
     Raises
     ------
-    KeyError
-        Unknown task key.
+    medimg.errors.SpecError
+        Unknown task key, or an unknown modality or channel count in a ``csv:`` key.
     """
     if task_key in TASKS:
         return TASKS[task_key]
     if task_key.startswith("csv:"):
         path, *opts = task_key[4:].split("::")
         kv = dict(o.split("=", 1) for o in opts if "=" in o)
-        return Task(folder=None, csv=path, patient_col=kv.get("patient"), modality=kv.get("modality", "radiograph"),
-                    in_chans=int(kv.get("channels", 1)), title=f"Custom task ({Path(path).parent.name})",
+        modality, channels = kv.get("modality", "radiograph"), kv.get("channels", "1")
+        try:
+            views_for_modality(modality)
+        except ValueError as err:
+            raise SpecError(f"{err} (in task {task_key!r})") from err
+        if channels not in ("1", "3"):
+            raise SpecError(f"channels must be 1 or 3, got {channels!r} (in task {task_key!r})")
+        return Task(folder=None, csv=path, patient_col=kv.get("patient"), modality=modality,
+                    in_chans=int(channels), title=f"Custom task ({Path(path).parent.name})",
                     intended_use="Research model trained on a user's labelled folder. Not for diagnostic use.",
                     domain=f"the images of {Path(path).parent.name}")
-    raise KeyError(f"unknown task {task_key!r}; known: {', '.join(TASKS)} or csv:<labels.csv>")
+    raise SpecError(f"unknown task {task_key!r}; known: {', '.join(TASKS)} or csv:<labels.csv>")
 
 
 @dataclass(frozen=True)

@@ -139,3 +139,19 @@ def test_fit_temperature_recovers_known_temperature() -> None:
     assert t == pytest.approx(t_true, rel=0.05)
     assert fit_temperature(z, y) == pytest.approx(1.0, rel=0.05)
     assert fit_temperature(z / 2, y) == pytest.approx(0.5, rel=0.05)  # underconfident -> T < 1
+
+
+def test_unknown_task_and_bad_csv_options_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from medimg.cli import main
+    from medimg.errors import SpecError
+    from medimg.train import get_task
+
+    with pytest.raises(SpecError, match="unknown task 'chest'"):
+        get_task("chest")
+    with pytest.raises(SpecError, match="unknown modality 'pet'"):
+        get_task(f"csv:{tmp_path / 'labels.csv'}::modality=pet")
+    with pytest.raises(SpecError, match="channels must be 1 or 3"):
+        get_task(f"csv:{tmp_path / 'labels.csv'}::channels=2")
+    assert get_task(f"csv:{tmp_path / 'l.csv'}::channels=3::modality=microscopy").in_chans == 3
+    assert main(["train", "--task", "chest", "--out", str(tmp_path)]) == 2  # a message, not a traceback
+    assert "medimg: unknown task 'chest'" in capsys.readouterr().err
