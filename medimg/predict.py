@@ -197,8 +197,8 @@ class Predictor:
             checks.extend(ood(self, pre))
         return GateVerdict(tuple(checks))
 
-    def tta_probs(self, model_input: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Calibrated probabilities of each test-time augmentation view of one input.
+    def tta_view_logits(self, model_input: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Logits of each test-time augmentation view of one input, in one batched forward pass.
 
         Parameters
         ----------
@@ -207,14 +207,23 @@ class Predictor:
 
         Returns
         -------
-        (V, K) float64 ndarray, V = ``len(spec.tta)`` (``spec.tta`` must not be empty)
+        (V, K) float32 ndarray, V = ``len(spec.tta)`` (``spec.tta`` must not be empty)
+
+        Raises
+        ------
+        ModelInputError
+            Wrong shape, dtype or non-finite values.
         """
         t = torch.as_tensor(model_input)[None]
         self._check_input(t)
         pp = self.spec.preprocess
         fill = [-m / s for m, s in zip(pp.mean, pp.std, strict=True)]
-        z = tta_logits(self.model, t.to(self.device), self.spec.tta, fill)[:, 0]  # (V, K)
-        return softmax(z.numpy(), self.spec.temperature)
+        return tta_logits(self.model, t.to(self.device), self.spec.tta, fill)[:, 0].numpy()
+
+    def tta_probs(self, model_input: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Calibrated probabilities of each test-time augmentation view of one input: (V, K) float64 ndarray
+        (see :meth:`tta_view_logits`)."""
+        return softmax(self.tta_view_logits(model_input), self.spec.temperature)
 
     def predict(self, image: MedicalImage, window: Window | None = None, tta: bool = True) -> Prediction:
         """Preprocess, run the network and the applicability gate for one image.
@@ -240,10 +249,15 @@ class Predictor:
         t0 = time.perf_counter()
         pre = self.preprocess(image, window)
         t1 = time.perf_counter()
-        logits = self.logits(pre.model_input[None])[0]
+        views = self.tta_view_logits(pre.model_input) if tta and self.spec.tta else None
+        if views is not None and "identity" in self.spec.tta:  # the plain prediction is one of the views
+            logits = views[self.spec.tta.index("identity")]
+        else:
+            logits = self.logits(pre.model_input[None])[0]
         probs = softmax(logits[None], self.spec.temperature)[0]
         idx = self.decide(probs)
-        unc = summarise(self.tta_probs(pre.model_input), self.spec.tta, idx) if tta and self.spec.tta else None
+        unc = (summarise(softmax(views, self.spec.temperature), self.spec.tta, idx) if views is not None
+               else None)
         t2 = time.perf_counter()
         verdict = self.gate(image, pre)
         t3 = time.perf_counter()

@@ -106,15 +106,21 @@ def _screenshot_dir(tmp_path: Path) -> Path:
     return d
 
 
+def _open(browser: Any, url: str, height: int) -> Any:
+    """A new 1440 px wide page of the app at ``url``, with the test's default timeout."""
+    page = browser.new_page(viewport={"width": 1440, "height": height})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    page.goto(url)
+    return page
+
+
 def test_upload_dicom_shows_prediction_and_heat_map(server: tuple[str, Path], shared_data: Path,
                                                      tmp_path: Path) -> None:
     url, log = server
     dcm = (shared_data / "dicom" / "cxr" / "dx_image.dcm").read_bytes()
     shots = _screenshot_dir(tmp_path)
     with _browser() as browser:
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        page.goto(url)
+        page = _open(browser, url, 1000)
         page.get_by_role("heading", name="Analyze an image").wait_for()
         assert page.get_by_text("Not for diagnostic use.").first.is_visible()
         _analyse_in_browser(page, dcm, CANARY, "application/dicom")
@@ -139,9 +145,7 @@ def test_dashboard_renders_figures(server: tuple[str, Path], tmp_path: Path) -> 
     url, _ = server
     shots = _screenshot_dir(tmp_path)
     with _browser() as browser:
-        page = browser.new_page(viewport={"width": 1440, "height": 2200})
-        page.set_default_timeout(PAGE_TIMEOUT_MS)
-        page.goto(url)
+        page = _open(browser, url, 2200)
         page.get_by_role("link", name="Test-set dashboard").click()
         page.get_by_role("heading", name="Test-set dashboard").wait_for()
         if page.get_by_text("has no test-set report").count() == 0:
@@ -181,9 +185,7 @@ def test_every_chest_radiograph_analysed_end_to_end(server: tuple[str, Path], sh
     assert len(cases) >= 6
     with _browser() as browser:
         for data, name, mime in cases:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.goto(url)
+            page = _open(browser, url, 1000)
             page.get_by_role("heading", name="Analyze an image").wait_for()
             body = _analyse_in_browser(page, data, name, mime)
             assert "Traceback" not in body and "could not be analysed" not in body, name
