@@ -18,6 +18,7 @@ MODELS=(
   "busi resnet10 128 60 32 0.98 20 busi_resnet10_128"
   "pbc-blood resnet18 96 30 64 0.99 10 pbc_blood_resnet18_96"
   "brain-mri resnet18 128 25 64 0.99 10 brain_mri_resnet18_128"
+  "kermany-cxr resnet18 128 20 64 0.995 8 cxr_pneumonia_resnet18"
 )
 
 run() {  # "seeds" out extra-args... (model-major: all seeds of the cheap models before the next model)

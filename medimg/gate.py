@@ -147,6 +147,7 @@ FEATURE_LAYERS = {
     "densenet121": "global average of relu(features.norm5)",
     "efficientnet_b0": "avgpool (global average of features.8)",
     "mobilenet_v3_small": "avgpool (global average of features.12)",
+    "convnext_tiny": "classifier.0 (LayerNorm of the global average of features.7)",
 }
 
 #: How the fitted gate names the training images in its reasons, per training task.
@@ -183,7 +184,8 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -
     Returns
     -------
     (N, D) float tensor
-        D = 64 (smallcnn), 256 (resnet10_small), 512 (resnet10/18/34), 1024 (densenet121), 1280 (efficientnet_b0), 576 (mobilenet_v3_small).
+        D = 64 (smallcnn), 256 (resnet10_small), 512 (resnet10/18/34), 1024 (densenet121), 1280 (efficientnet_b0), 576 (mobilenet_v3_small),
+        768 (convnext_tiny).
 
     Raises
     ------
@@ -204,6 +206,8 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -
         return torch.flatten(F.adaptive_avg_pool2d(F.relu(m.features(x)), 1), 1)  # (N, 1024)
     if architecture in ("efficientnet_b0", "mobilenet_v3_small"):
         return torch.flatten(m.avgpool(m.features(x)), 1)  # (N, 1280) / (N, 576)
+    if architecture == "convnext_tiny":
+        return torch.flatten(m.classifier[0](m.avgpool(m.features(x))), 1)  # (N, 768), LayerNorm2d applied
     raise SpecError(f"No out-of-distribution feature layer is known for architecture {architecture!r}.")
 
 

@@ -163,6 +163,15 @@ def _mobilenet_v3_small(in_chans: int, num_classes: int) -> nn.Module:
     return m
 
 
+@_register("convnext_tiny")
+def _convnext_tiny(in_chans: int, num_classes: int) -> nn.Module:
+    """ConvNeXt-T (Liu et al. 2022, "A ConvNet for the 2020s"), 28 M parameters; 4x4 stride-4 patchify stem
+    adapted to ``in_chans``. Best with ImageNet pretraining and >= 128 px inputs (layer features.7 is H/32)."""
+    m = torchvision.models.convnext_tiny(weights=None, num_classes=num_classes)
+    m.features[0][0] = _adapt_first_conv(m.features[0][0], in_chans)
+    return m
+
+
 #: Default Grad-CAM target layer per architecture (last convolutional block).
 DEFAULT_CAM_LAYER = {
     "smallcnn": "features.conv3",
@@ -173,6 +182,7 @@ DEFAULT_CAM_LAYER = {
     "densenet121": "features.norm5",
     "efficientnet_b0": "features.8",
     "mobilenet_v3_small": "features.12",
+    "convnext_tiny": "features.7",
 }
 
 

@@ -45,7 +45,7 @@ def _head(model: torch.nn.Module, arch: str) -> torch.nn.Module:
     m = model
     return {"smallcnn": lambda: torch.nn.Sequential(*list(m.classifier)[1:]), "resnet10": lambda: m.fc,
             "resnet10_small": lambda: m.fc, "resnet18": lambda: m.fc,
-            "resnet34": lambda: m.fc}.get(arch, lambda: m.classifier)()
+            "resnet34": lambda: m.fc, "convnext_tiny": lambda: m.classifier[2]}.get(arch, lambda: m.classifier)()
 
 
 def _hook_count(model: torch.nn.Module) -> int:

@@ -15,7 +15,8 @@ from medimg.spec import ModelSpec, PreprocessConfig
 def test_registry_lists_expected_models() -> None:
     names = list_models()
     assert names == sorted(names)
-    assert {"smallcnn", "resnet18", "resnet34", "densenet121", "efficientnet_b0", "mobilenet_v3_small"} <= set(names)
+    assert {"smallcnn", "resnet18", "resnet34", "densenet121", "efficientnet_b0", "mobilenet_v3_small",
+            "convnext_tiny", "resnet10", "resnet10_small"} <= set(names)
     assert set(names) <= set(DEFAULT_CAM_LAYER)
     with pytest.raises(SpecError, match="Unknown architecture"):
         create_model("alexnet-9000")
