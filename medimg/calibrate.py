@@ -1,15 +1,16 @@
 """Fitting the applicability gate's out-of-distribution (OOD) check: statistics, threshold, reference sets.
 
-numpy and scikit-learn only (no torch): the features come from :func:`medimg.gate.penultimate_features`.
+numpy and scikit-learn only (no torch): the features come from :func:`medimg.gate.layer_features`.
 
-The score is the Mahalanobis distance of an image's penultimate-layer features to the nearest class-conditional
+Per layer, the score is the Mahalanobis distance of an image's pooled features to the nearest class-conditional
 Gaussian of the training features, all classes sharing one covariance (Lee et al. 2018). The shared covariance
 is Ledoit-Wolf shrunk (well conditioned with a few thousand images in 512 dimensions) and stored compactly as
 its top ``k`` principal directions plus one isotropic variance for the rest (probabilistic PCA, Tipping &
 Bishop 1999). The squared distance is then the Hotelling T^2 of the top ``k`` components plus the residual
 (squared prediction error) divided by the residual variance, so departures in the low-variance directions,
 which carry much of the OOD signal (Kamoi & Kobayashi 2020), still count. With ``k`` equal to the feature
-dimension this is exactly the Mahalanobis distance under the shrunk covariance.
+dimension this is exactly the Mahalanobis distance under the shrunk covariance. :class:`LayeredDistribution`
+combines several layers (the feature ensemble of Lee et al. 2018) into one score.
 
 References
 ----------
@@ -37,7 +38,7 @@ import numpy as np
 from medimg.errors import SpecError
 from medimg.io.image import MedicalImage, Window
 
-__all__ = ["DistributionModel", "conformal_threshold", "encode_array", "decode_array", "synthetic_images",
+__all__ = ["DistributionModel", "LayeredDistribution", "conformal_threshold", "encode_array", "decode_array", "synthetic_images",
            "out_of_scope_sets", "near_scope_sets", "Unreadable", "SYNTHETIC_KINDS"]
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,83 @@ class DistributionModel:
         if np.any(var <= 0) or not math.isfinite(resid) or resid < 0 or (resid == 0 and comps.shape[1] < comps.shape[0]):
             raise SpecError("The gate's variances must be positive.")
         return cls(means, comps, var, resid, shrink)
+
+
+@dataclass
+class LayeredDistribution:
+    """A :class:`DistributionModel` per network layer, combined into one out-of-distribution score.
+
+    Each layer's Mahalanobis distance is divided by its own scale (its validation-split quantile, so 1.0 means
+    "at the limit that layer alone would set") and the score is the largest ratio over layers. The early layers
+    see image statistics (texture, noise, contrast) that a small single-task network's penultimate layer can
+    ignore: with the penultimate layer alone a breast-ultrasound model let half of the brain MRIs through.
+    This is Lee et al.'s (2018) feature ensemble with a fixed, unsupervised combination: their learned layer
+    weights need out-of-distribution validation data, which would not cover what a clinic actually uploads.
+
+    Attributes
+    ----------
+    layers : tuple of str
+        Layer names, in forward order; the last one is the penultimate (classifier-input) layer.
+    models : tuple of DistributionModel
+        One per layer.
+    scales : (L,) float64 ndarray
+        Each layer's divisor (> 0).
+    """
+
+    layers: tuple[str, ...]
+    models: tuple[DistributionModel, ...]
+    scales: np.ndarray
+
+    @classmethod
+    def fit(cls, layers: tuple[str, ...], train: list[np.ndarray], y: np.ndarray, val: list[np.ndarray],
+            quantile: float, n_components: int = 64) -> LayeredDistribution:
+        """Fit one model per layer on training features; scale each by its validation ``quantile``.
+
+        Parameters
+        ----------
+        layers : tuple of str
+        train, val : list of (N, D_l) float ndarrays
+            Per-layer features of the training and validation splits, in the order of ``layers``.
+        y : (N_train,) int ndarray
+        quantile : float in (0, 1)
+        n_components : int
+            See :meth:`DistributionModel.fit`.
+        """
+        if not (len(layers) == len(train) == len(val) >= 1):
+            raise ValueError("need one training and one validation feature array per layer")
+        models = tuple(DistributionModel.fit(f, y, n_components) for f in train)
+        models = tuple(DistributionModel.from_dict(m.to_dict()) for m in models)  # score with what is stored
+        scales = np.array([conformal_threshold(m.score(f), quantile) for m, f in zip(models, val, strict=True)])
+        return cls(tuple(layers), models, np.maximum(scales, 1e-12))
+
+    def layer_scores(self, features: list[np.ndarray]) -> np.ndarray:
+        """(L, N) distances divided by each layer's scale, from per-layer (N, D_l) features."""
+        if len(features) != len(self.models):
+            raise ValueError(f"expected features of {len(self.models)} layers, got {len(features)}")
+        return np.stack([m.score(f) / s for m, f, s in zip(self.models, features, self.scales, strict=True)])
+
+    def score(self, features: list[np.ndarray]) -> np.ndarray:
+        """(N,) out-of-distribution score, >= 0: the largest scaled layer distance."""
+        return self.layer_scores(features).max(axis=0)
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        """JSON-ready list of ``{"layer", "feature_dim", "scale", "model"}``, one per layer."""
+        return [{"layer": n, "feature_dim": m.feature_dim, "scale": float(s), "model": m.to_dict()}
+                for n, m, s in zip(self.layers, self.models, self.scales, strict=True)]
+
+    @classmethod
+    def from_dict(cls, d: Any) -> LayeredDistribution:
+        """Parse :meth:`to_dict` output; raises :class:`SpecError` when malformed."""
+        if not isinstance(d, list) or not d or not all(isinstance(x, dict) for x in d):
+            raise SpecError("The gate's layers are not a non-empty list of objects.")
+        try:
+            scales = np.array([float(x["scale"]) for x in d])
+            names = tuple(str(x["layer"]) for x in d)
+        except (KeyError, TypeError, ValueError) as err:
+            raise SpecError("A gate layer has no valid name or scale.") from err
+        if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+            raise SpecError("The gate's layer scales must be positive.")
+        return cls(names, tuple(DistributionModel.from_dict(x.get("model")) for x in d), scales)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def _fit_gate(args: argparse.Namespace, argv: list[str]) -> int:
 
         torch.set_num_threads(args.threads)
     spec = fit_gate(args.model, quantile=args.quantile, n_components=args.components, device=args.device,
-                    limit=args.limit, out_of_scope=not args.no_out_of_scope)
+                    limit=args.limit, out_of_scope=not args.no_out_of_scope, stages=not args.penultimate_only)
     d = spec.gate["distribution"]
     print(json.dumps({"name": spec.name, "threshold": d["threshold"], "quantile": d["quantile"], **spec.gate["fit"]},
                      indent=1))
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--components", type=int, default=64, help="principal directions kept exactly")
     g.add_argument("--limit", type=int, default=None, help="first N images per split (quick check)")
     g.add_argument("--no-out-of-scope", action="store_true", help="skip the out-of-scope refusal rates")
+    g.add_argument("--penultimate-only", action="store_true",
+                   help="model the penultimate layer alone (default: several layers, early to penultimate)")
     g.add_argument("--device", default="auto")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     g.set_defaults(fn=_fit_gate)

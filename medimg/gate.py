@@ -4,9 +4,10 @@ Each check gives a verdict with a reason a clinician can read. A failed check do
 app shows the reason and lets the user proceed, keeping the warning beside the result.
 
 Checks without the network (:func:`check_image`): DICOM modality and body part, colour, size, blank content.
-The out-of-distribution check (:func:`check_distribution`): the Mahalanobis distance of the image's
-penultimate-layer features to the training features (see :mod:`medimg.calibrate`), against a limit set on the
-validation split; :func:`fit_gate` (``medimg fit-gate``) fits it and stores it in the spec's ``gate`` dict.
+The out-of-distribution check (:func:`check_distribution`): the Mahalanobis distances of the image's pooled
+features at several layers, from early (texture, noise, contrast) to penultimate, to the training features, each
+scaled by its validation limit and combined by their maximum (see :mod:`medimg.calibrate`), against a limit set
+on the validation split; :func:`fit_gate` (``medimg fit-gate``) fits it and stores it in the spec's ``gate`` dict.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medimg.calibrate import DistributionModel, conformal_threshold
+from medimg.calibrate import DistributionModel, LayeredDistribution, conformal_threshold
 from medimg.errors import MedimgError, SpecError
 from medimg.io.image import MedicalImage
 from medimg.preprocess import Preprocessed
@@ -31,8 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from medimg.predict import Predictor
 
-__all__ = ["GateCheck", "GateVerdict", "check_image", "check_distribution", "penultimate_features", "fit_gate",
-           "FEATURE_LAYERS"]
+__all__ = ["GateCheck", "GateVerdict", "check_image", "check_distribution", "penultimate_features", "layer_features",
+           "fit_gate", "STAGE_LAYERS", "FEATURE_LAYERS"]
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,39 @@ def _task_domain(task_key: str) -> str:
     return task.domain if task is not None else "images"
 
 
-def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -> torch.Tensor:
-    """The globally pooled features the classifier head sees, by an architecture-aware forward.
+_RESNETS = ("resnet10", "resnet10_small", "resnet18", "resnet34")
+
+#: Intermediate layers whose channel means the out-of-distribution gate also models, per architecture (roughly
+#: one per resolution stage; :func:`layer_features` adds the penultimate features of :data:`FEATURE_LAYERS`).
+STAGE_LAYERS: dict[str, tuple[str, ...]] = {
+    "smallcnn": ("features.relu1", "features.relu2"),
+    **{a: ("layer1", "layer2", "layer3") for a in _RESNETS},
+    "densenet121": ("features.denseblock1", "features.denseblock2", "features.denseblock3"),
+    "efficientnet_b0": ("features.2", "features.3", "features.5"),
+    "mobilenet_v3_small": ("features.1", "features.3", "features.8"),
+    "convnext_tiny": ("features.1", "features.3", "features.5"),
+}
+
+
+def _head_input(m: Any, f: torch.Tensor, architecture: str) -> torch.Tensor:
+    """The classifier head's input from the output ``f`` of ``m.features`` (non-ResNet architectures)."""
+    import torch
+    import torch.nn.functional as F
+
+    if architecture == "smallcnn":
+        return m.pool(f).flatten(1)  # (N, 4w)
+    if architecture == "densenet121":
+        return torch.flatten(F.adaptive_avg_pool2d(F.relu(f), 1), 1)  # (N, 1024)
+    if architecture in ("efficientnet_b0", "mobilenet_v3_small"):
+        return torch.flatten(m.avgpool(f), 1)  # (N, 1280) / (N, 576)
+    if architecture == "convnext_tiny":
+        return torch.flatten(m.classifier[0](m.avgpool(f)), 1)  # (N, 768), LayerNorm2d applied
+    raise SpecError(f"No out-of-distribution feature layer is known for architecture {architecture!r}.")
+
+
+def layer_features(model: nn.Module, x: torch.Tensor, architecture: str,
+                   stages: bool = True) -> list[torch.Tensor]:
+    """Channel means of the :data:`STAGE_LAYERS` outputs, then the penultimate features, in one forward.
 
     Calls the model's own submodules in the order of its ``forward`` up to the head, so it shares every
     parameter, registers no hooks and changes no state (the model may be shared by concurrent sessions).
@@ -180,35 +212,63 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -
         Normalised model input.
     architecture : str
         Key of :data:`FEATURE_LAYERS`.
+    stages : bool
+        False: only the penultimate features (a one-element list).
+
+    Returns
+    -------
+    list of (N, D_l) float tensors
+        One per name in ``STAGE_LAYERS[architecture]`` (spatial mean per channel), then the penultimate
+        features (:func:`penultimate_features`).
+
+    Raises
+    ------
+    SpecError
+        Architecture without known feature layers.
+    """
+    m: Any = model
+    out: list[torch.Tensor] = []
+    if architecture in _RESNETS:
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))  # (N, 64, H/4, W/4); no max-pool in resnet10_small
+        for name in ("layer1", "layer2", "layer3"):
+            x = getattr(m, name)(x)
+            if stages:
+                out.append(x.mean(dim=(2, 3)))
+        x = m.layer4(x)  # (N, 512, H/32, W/32)
+        return [*out, m.avgpool(x).flatten(1)]  # (N, 512)
+    if architecture not in STAGE_LAYERS:
+        raise SpecError(f"No out-of-distribution feature layer is known for architecture {architecture!r}.")
+    taps = {name.removeprefix("features.") for name in STAGE_LAYERS[architecture]} if stages else set()
+    for name, block in m.features.named_children():
+        x = block(x)
+        if name in taps:
+            out.append(x.mean(dim=(2, 3)))
+    return [*out, _head_input(m, x, architecture)]
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -> torch.Tensor:
+    """The globally pooled features the classifier head sees (``layer_features(..., stages=False)[0]``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    x : (N, C, H, W) float32 tensor
+        Normalised model input.
+    architecture : str
+        Key of :data:`FEATURE_LAYERS`.
 
     Returns
     -------
     (N, D) float tensor
-        D = 64 (smallcnn), 256 (resnet10_small), 512 (resnet10/18/34), 1024 (densenet121), 1280 (efficientnet_b0), 576 (mobilenet_v3_small),
-        768 (convnext_tiny).
+        D = 64 (smallcnn), 256 (resnet10_small), 512 (resnet10/18/34), 1024 (densenet121),
+        1280 (efficientnet_b0), 576 (mobilenet_v3_small), 768 (convnext_tiny).
 
     Raises
     ------
     SpecError
         Architecture without a known feature layer.
     """
-    import torch
-    import torch.nn.functional as F
-
-    m: Any = model
-    if architecture == "smallcnn":
-        return m.pool(m.features(x)).flatten(1)  # (N, 4w)
-    if architecture in ("resnet10", "resnet10_small", "resnet18", "resnet34"):
-        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))  # (N, 64, H/4, W/4)
-        x = m.layer4(m.layer3(m.layer2(m.layer1(x))))  # (N, 512, H/32, W/32)
-        return torch.flatten(m.avgpool(x), 1)  # (N, 512)
-    if architecture == "densenet121":
-        return torch.flatten(F.adaptive_avg_pool2d(F.relu(m.features(x)), 1), 1)  # (N, 1024)
-    if architecture in ("efficientnet_b0", "mobilenet_v3_small"):
-        return torch.flatten(m.avgpool(m.features(x)), 1)  # (N, 1280) / (N, 576)
-    if architecture == "convnext_tiny":
-        return torch.flatten(m.classifier[0](m.avgpool(m.features(x))), 1)  # (N, 768), LayerNorm2d applied
-    raise SpecError(f"No out-of-distribution feature layer is known for architecture {architecture!r}.")
+    return layer_features(model, x, architecture, stages=False)[0]
 
 
 def _distribution_state(predictor: Predictor) -> tuple[DistributionModel, dict[str, Any]] | None:
@@ -230,13 +290,18 @@ def _distribution_state(predictor: Predictor) -> tuple[DistributionModel, dict[s
     return state
 
 
-def _parse_distribution(spec: ModelSpec) -> tuple[DistributionModel, dict[str, Any]] | None:
+def _parse_distribution(spec: ModelSpec) -> tuple[LayeredDistribution, dict[str, Any]] | None:
     d = spec.gate.get("distribution") if isinstance(spec.gate, dict) else None
     if not d:
         return None
     if not isinstance(d, dict):
         raise SpecError(f"The gate of {spec.name} is malformed (distribution is not an object).")
-    model = DistributionModel.from_dict(d.get("model", {}))
+    if "layers" in d:
+        model = LayeredDistribution.from_dict(d["layers"])
+    else:  # a gate fitted on the penultimate layer alone (distance, not scaled)
+        penultimate = FEATURE_LAYERS.get(spec.architecture, "penultimate")
+        model = LayeredDistribution((penultimate,), (DistributionModel.from_dict(d.get("model", {})),),
+                                    np.ones(1))
     try:
         threshold, quantile = float(d["threshold"]), float(d["quantile"])
     except (KeyError, TypeError, ValueError) as err:
@@ -247,18 +312,32 @@ def _parse_distribution(spec: ModelSpec) -> tuple[DistributionModel, dict[str, A
                    "domain": str(d.get("domain", "images")), "architecture": spec.architecture}
 
 
-def _features(predictor: Predictor, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, C, H, W) float32 normalised inputs -> (N, D) float64 features (batched, no hooks)."""
+def _features(predictor: Predictor, x: np.ndarray, stages: bool = True, batch_size: int = 64) -> list[np.ndarray]:
+    """(N, C, H, W) float32 normalised inputs -> per-layer (N, D_l) float64 features (batched, no hooks)."""
     import torch
 
-    out = []
+    parts: list[list[np.ndarray]] = []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
             xb = torch.as_tensor(np.ascontiguousarray(x[i : i + batch_size]), dtype=torch.float32)
-            f = penultimate_features(predictor.model, xb.to(predictor.device), predictor.spec.architecture)
-            out.append(f.double().cpu().numpy())
-    dim = out[0].shape[1] if out else 0
-    return np.concatenate(out) if out else np.zeros((0, dim))
+            fs = layer_features(predictor.model, xb.to(predictor.device), predictor.spec.architecture, stages)
+            parts.append([f.double().cpu().numpy() for f in fs])
+    if not parts:
+        dims = [f.shape[1] for f in layer_features(predictor.model, torch.zeros(1, *x.shape[1:]).to(
+            predictor.device), predictor.spec.architecture, stages)] if x.ndim == 4 else []
+        return [np.zeros((0, d)) for d in dims]
+    return [np.concatenate(layer) for layer in zip(*parts, strict=True)]
+
+
+def _model_features(predictor: Predictor, model: LayeredDistribution, x: np.ndarray,
+                    batch_size: int = 64) -> list[np.ndarray]:
+    """The features ``model`` was fitted on (all layers, or the penultimate one for a single-layer gate)."""
+    feats = _features(predictor, x, stages=len(model.models) > 1, batch_size=batch_size)
+    if [f.shape[1] for f in feats] != [m.feature_dim for m in model.models]:
+        raise SpecError(f"The gate of {predictor.spec.name} was fitted on layers of "
+                        f"{[m.feature_dim for m in model.models]} features, the model gives "
+                        f"{[f.shape[1] for f in feats]}: run `medimg fit-gate` again.")
+    return feats
 
 
 def _limit_text(quantile: float) -> str:
@@ -291,23 +370,32 @@ def check_distribution(predictor: Predictor, pre: Preprocessed) -> list[GateChec
         return [GateCheck("distribution", True, "No out-of-distribution check is fitted for this model; "
                           "not checked.")]
     model, info = state
-    feats = _features(predictor, pre.model_input[None])
-    if feats.shape[1] != model.feature_dim:
-        raise SpecError(f"The gate of {predictor.spec.name} was fitted on {model.feature_dim} features, the model "
-                        f"gives {feats.shape[1]}: run `medimg fit-gate` again.")
-    dist = float(model.score(feats)[0])
+    per_layer = model.layer_scores(_model_features(predictor, model, pre.model_input[None]))[:, 0]  # (L,)
+    score = float(per_layer.max())
     limit, q, domain = info["threshold"], info["quantile"], info["domain"]
-    if not np.isfinite(dist):
-        return [GateCheck("distribution", False, "The out-of-distribution score could not be computed.", dist)]
-    if dist <= limit:
+    if not np.isfinite(score):
+        return [GateCheck("distribution", False, "The out-of-distribution score could not be computed.", score)]
+    if len(model.models) == 1:  # penultimate layer only: the score is a Mahalanobis distance
+        if score <= limit:
+            return [GateCheck("distribution", True, f"The image resembles the {domain} the model was trained on "
+                              f"(distance {score:.1f}; {_limit_text(q)} limit {limit:.1f}).", round(score, 3))]
+        return [GateCheck("distribution", False, f"This image looks unlike the {domain} the model was trained on "
+                          f"(distance {score:.0f} vs {_limit_text(q)} limit {limit:.0f}; {_limit_text(q)} of "
+                          "validation images are within the limit). The prediction may be meaningless.",
+                          round(score, 3))]
+    if score <= limit:
         return [GateCheck("distribution", True, f"The image resembles the {domain} the model was trained on "
-                          f"(distance {dist:.1f}; {_limit_text(q)} limit {limit:.1f}).", round(dist, 3))]
-    return [GateCheck("distribution", False, f"This image looks unlike the {domain} the model was trained on "
-                      f"(distance {dist:.0f} vs {_limit_text(q)} limit {limit:.0f}; {_limit_text(q)} of validation "
-                      "images are within the limit). The prediction may be meaningless.", round(dist, 3))]
+                          f"(score {score:.2f}; {_limit_text(q)} limit {limit:.2f}).", round(score, 3))]
+    worst = int(per_layer.argmax())
+    what = ("high-level features" if worst == len(per_layer) - 1
+            else "low-level image statistics (texture, noise, contrast)")
+    return [GateCheck("distribution", False, f"This image looks unlike the {domain} the model was trained on: "
+                      f"its {what} are {score / limit:.1f} times as far from the training images as the "
+                      f"{_limit_text(q)} limit (score {score:.2f} vs {limit:.2f}; {_limit_text(q)} of validation "
+                      "images are within the limit). The prediction may be meaningless.", round(score, 3))]
 
 
-def _flag_rates(predictor: Predictor, model: DistributionModel, threshold: float,
+def _flag_rates(predictor: Predictor, model: LayeredDistribution, threshold: float,
                 images: Any, batch_size: int = 64) -> dict[str, Any]:
     """Stream one reference set through preprocessing, :func:`check_image` and the distance."""
     from medimg.calibrate import Unreadable
@@ -333,7 +421,7 @@ def _flag_rates(predictor: Predictor, model: DistributionModel, threshold: float
     skipped = {"unprocessable": unprocessable, **({"unreadable": unreadable} if unreadable else {})}
     if n == 0:
         return {"n": 0, **skipped}
-    dist = model.score(_features(predictor, np.stack(xs), batch_size))
+    dist = model.score(_model_features(predictor, model, np.stack(xs), batch_size))
     ood = dist > threshold
     return {"n": n, "ood_flag_rate": round(float(ood.mean()), 4),
             "gate_flag_rate": round(float((ood | np.asarray(other_fail)).mean()), 4),
@@ -343,12 +431,14 @@ def _flag_rates(predictor: Predictor, model: DistributionModel, threshold: float
 
 def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int = 64, device: str = "auto",
              limit: int | None = None, out_of_scope: bool = True, n_out_of_scope: int = 100,
-             domain: str | None = None, batch_size: int = 64) -> ModelSpec:
+             domain: str | None = None, batch_size: int = 64, stages: bool = True) -> ModelSpec:
     """Fit the out-of-distribution check of a trained model and write it into its spec.
 
-    Training-split features give the class means and the shared shrunk covariance; the limit is the
-    split-conformal ``quantile`` of the validation-split distances (:func:`medimg.calibrate.conformal_threshold`),
-    so about ``quantile`` of in-distribution images pass; the test split measures the pass rate actually
+    Per layer (:func:`layer_features`), training-split features give the class means and the shared shrunk
+    covariance, and the layer's validation ``quantile`` its scale (:class:`medimg.calibrate.LayeredDistribution`);
+    the limit on the combined score is the split-conformal ``quantile`` of the validation-split scores
+    (:func:`medimg.calibrate.conformal_threshold`), so about ``quantile`` of in-distribution images pass; the
+    test split measures the pass rate actually
     reached, and out-of-scope reference sets (:func:`medimg.calibrate.out_of_scope_sets`) the refusal rates.
     Rewriting the spec JSON leaves the weights file and its sha256 unchanged.
 
@@ -369,6 +459,10 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         Images per out-of-scope data set.
     domain : str, optional
         How reasons name the training images; from the training task by default.
+    batch_size : int
+    stages : bool
+        True: the intermediate :data:`STAGE_LAYERS` and the penultimate layer (feature ensemble); False: the
+        penultimate layer alone (the score is then its Mahalanobis distance).
 
     Returns
     -------
@@ -391,19 +485,29 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
     feats, labels = {}, {}
     for split in ("train", "val", "test"):
         arrays = load_task_split(task_key, split, spec.preprocess, limit)
-        feats[split] = _features(predictor, ((arrays.x.numpy() - mean) / std).astype(np.float32), batch_size)
+        x = ((arrays.x.numpy() - mean) / std).astype(np.float32)
+        feats[split] = _features(predictor, x, stages=stages, batch_size=batch_size)
         labels[split] = arrays.y.numpy()
-        log.info("fit-gate: %s features %s", split, feats[split].shape)
-    model = DistributionModel.fit(feats["train"], labels["train"], n_components)
-    model = DistributionModel.from_dict(model.to_dict())  # score with exactly what is stored
+        log.info("fit-gate: %s features %s", split, [f.shape for f in feats[split]])
+    names = (*STAGE_LAYERS[spec.architecture], FEATURE_LAYERS[spec.architecture]) if stages else (
+        FEATURE_LAYERS.get(spec.architecture, "penultimate"),)
+    if stages:
+        model = LayeredDistribution.fit(names, feats["train"], labels["train"], feats["val"], quantile,
+                                        n_components)
+    else:
+        single = DistributionModel.fit(feats["train"][0], labels["train"], n_components)
+        model = LayeredDistribution(names, (DistributionModel.from_dict(single.to_dict()),), np.ones(1))
     val_d, test_d = model.score(feats["val"]), model.score(feats["test"])
     threshold = conformal_threshold(val_d, quantile)
     test_pass = test_d <= threshold
     per_class = {spec.labels[c]: round(float(test_pass[labels["test"] == c].mean()), 4)
                  for c in np.unique(labels["test"])}
+    test_layers = model.layer_scores(feats["test"])
     fit: dict[str, Any] = {
-        "n": {s: len(f) for s, f in feats.items()}, "val_pass_rate": round(float((val_d <= threshold).mean()), 4),
+        "n": {s: len(f[0]) for s, f in feats.items()}, "val_pass_rate": round(float((val_d <= threshold).mean()), 4),
         "test_pass_rate": round(float(test_pass.mean()), 4), "test_pass_rate_per_class": per_class,
+        "test_pass_rate_per_layer": {n: round(float((v <= 1.0).mean()), 4)
+                                     for n, v in zip(model.layers, test_layers, strict=True)} if stages else None,
         "train_median_distance": round(float(np.median(model.score(feats["train"]))), 2),
         "val_median_distance": round(float(np.median(val_d)), 2),
         "test_median_distance": round(float(np.median(test_d)), 2), "limit": None if limit is None else limit,
@@ -416,14 +520,24 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         fit["near_scope"] = {name: _flag_rates(predictor, model, threshold, images, batch_size)
                              for name, images in near_scope_sets(task_key=task_key)}
     fit["seconds"] = round(time.time() - t0, 1)
-    distribution = {
-        "method": "mahalanobis: class-conditional Gaussians, shared Ledoit-Wolf covariance, top-k + isotropic rest",
-        "references": ["Lee et al., NeurIPS 2018", "Ledoit & Wolf 2004", "Tipping & Bishop 1999"],
-        "layer": FEATURE_LAYERS.get(spec.architecture, "penultimate"), "feature_dim": model.feature_dim,
-        "n_components": int(model.components.shape[1]), "quantile": quantile, "threshold": threshold,
-        "threshold_rule": "split-conformal quantile of validation-split distances",
-        "domain": domain or _task_domain(task_key), "model": model.to_dict(),
-    }
+    common = {"quantile": quantile, "threshold": threshold,
+              "threshold_rule": "split-conformal quantile of validation-split scores",
+              "domain": domain or _task_domain(task_key)}
+    if stages:
+        distribution = {
+            "method": "multi-layer Mahalanobis (feature ensemble): per layer, class-conditional Gaussians on the "
+                      "channel means with a shared Ledoit-Wolf covariance (top-k + isotropic rest); each layer's "
+                      "distance divided by its validation quantile; score = the largest over layers",
+            "references": ["Lee et al., NeurIPS 2018", "Ledoit & Wolf 2004", "Tipping & Bishop 1999"],
+            "feature_dim": int(sum(m.feature_dim for m in model.models)), "n_components": n_components,
+            **common, "layers": model.to_dict()}
+    else:
+        distribution = {
+            "method": "mahalanobis: class-conditional Gaussians, shared Ledoit-Wolf covariance, top-k + isotropic "
+                      "rest", "references": ["Lee et al., NeurIPS 2018", "Ledoit & Wolf 2004", "Tipping & Bishop 1999"],
+            "layer": names[0], "feature_dim": model.models[0].feature_dim,
+            "n_components": int(model.models[0].components.shape[1]), **common,
+            "model": model.models[0].to_dict()}
     # re-read the spec so edits made while fitting are kept; refuse if the weights changed meanwhile
     current = load_spec(spec_path)
     if current.sha256 != spec.sha256 or current.architecture != spec.architecture:

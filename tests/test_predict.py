@@ -152,7 +152,7 @@ def gated(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, shared
     out = tmp_path_factory.mktemp("gated")
     for p in tiny_model_dir.iterdir():
         shutil.copy(p, out / p.name)
-    fit_gate(out / "tiny_smallcnn.json", quantile=0.95, limit=30, out_of_scope=False, device="cpu")
+    fit_gate(out / "tiny_smallcnn.json", quantile=0.95, limit=60, out_of_scope=False, device="cpu")
     return Predictor.from_spec(out / "tiny_smallcnn.json", device="cpu")
 
 
