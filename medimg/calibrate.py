@@ -38,7 +38,7 @@ import numpy as np
 from medimg.errors import SpecError
 from medimg.io.image import MedicalImage, Window
 
-__all__ = ["DistributionModel", "LayeredDistribution", "conformal_threshold", "encode_array", "decode_array", "synthetic_images",
+__all__ = ["DistributionModel", "LayeredDistribution", "conformal_threshold", "conformal_pass_rate_range", "encode_array", "decode_array", "synthetic_images",
            "out_of_scope_sets", "near_scope_sets", "Unreadable", "SYNTHETIC_KINDS"]
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,39 @@ class DistributionModel:
         if np.any(var <= 0) or not math.isfinite(resid) or resid < 0 or (resid == 0 and comps.shape[1] < comps.shape[0]):
             raise SpecError("The gate's variances must be positive.")
         return cls(means, comps, var, resid, shrink)
+
+
+def conformal_pass_rate_range(n_calibration: int, n_test: int, quantile: float,
+                              alpha: float = 0.001) -> tuple[float, float]:
+    """Expected share of ``n_test`` exchangeable images within a :func:`conformal_threshold`, and its lowest
+    plausible value.
+
+    With ``n`` calibration scores and rank ``k = min(ceil((n + 1) q), n)``, the coverage of the threshold is
+    Beta(k, n + 1 - k) distributed over calibration draws, so the number of passing test images is
+    Beta-binomial(n_test, k, n + 1 - k) (Vovk et al. 2005; Angelopoulos & Bates 2021, section 3.2). A test pass
+    rate below the ``alpha`` quantile says the test images are not exchangeable with the validation images.
+
+    Parameters
+    ----------
+    n_calibration : int
+        Validation scores the threshold was set on (>= 1).
+    n_test : int
+        Test images (>= 1).
+    quantile : float in (0, 1)
+    alpha : float in (0, 1)
+
+    Returns
+    -------
+    (expected, lowest) : tuple of float in [0, 1]
+        Mean pass rate, and the ``alpha`` quantile of the pass rate.
+    """
+    from scipy.stats import betabinom
+
+    if n_calibration < 1 or n_test < 1 or not 0.0 < quantile < 1.0 or not 0.0 < alpha < 1.0:
+        raise ValueError("need n_calibration, n_test >= 1 and quantile, alpha in (0, 1)")
+    k = min(math.ceil((n_calibration + 1) * quantile), n_calibration)
+    d = betabinom(n_test, k, n_calibration + 1 - k)
+    return float(d.mean() / n_test), float(d.ppf(alpha) / n_test)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from medimg.calibrate import (
     SYNTHETIC_KINDS,
     DistributionModel,
     LayeredDistribution,
+    conformal_pass_rate_range,
     conformal_threshold,
     decode_array,
     encode_array,
@@ -152,6 +153,26 @@ def test_layer_features_are_the_stage_outputs_channel_means(arch: str) -> None:
         torch.testing.assert_close(_head(model, arch)(feats[-1]), logits, rtol=1e-5, atol=1e-5)
         assert [f.shape[1] for f in layer_features(model, x, arch, stages=False)] == [feats[-1].shape[1]]
     assert _hook_count(model) == 0
+
+
+def test_conformal_pass_rate_range_matches_simulation() -> None:
+    """Exchangeable calibration and test scores: the simulated pass rates have the stated mean, and fall below
+    the stated lowest value about alpha of the time."""
+    rng = np.random.default_rng(8)
+    n, m, q, alpha = 40, 120, 0.9, 0.05
+    expected, lowest = conformal_pass_rate_range(n, m, q, alpha)
+    rates = []
+    for _ in range(3000):
+        cal, test = rng.normal(size=n), rng.normal(size=m)
+        rates.append(np.mean(test <= conformal_threshold(cal, q)))
+    rates = np.asarray(rates)
+    assert abs(rates.mean() - expected) < 0.005 and expected >= q
+    assert np.mean(rates < lowest) <= alpha and np.mean(rates <= lowest + 1 / m) >= alpha / 2
+    # the maximum of 78 scores, as for BreastMNIST's validation split: the 0.99 target is not reachable
+    exp78, low78 = conformal_pass_rate_range(78, 156, 0.99)
+    assert exp78 == pytest.approx(78 / 79) and 0.85 < low78 < 0.93
+    with pytest.raises(ValueError):
+        conformal_pass_rate_range(0, 10, 0.9)
 
 
 def test_layered_distribution_is_the_largest_scaled_layer_distance() -> None:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from medimg import list_weights
+from medimg.calibrate import conformal_pass_rate_range
 from medimg.evaluate import EvalReport
 from medimg.io import load_image
 from medimg.predict import Predictor
@@ -44,7 +45,11 @@ def test_spec_is_complete_and_matches_its_files(spec_path: Path) -> None:
     assert t["command"].startswith("medimg train") and f"--task {t['config']['task']}" in t["command"]
     assert t["data_checksum_sha256_manifest"] and t["wall_seconds"] > 0 and t["code_commit"] != "unknown"
     assert 0 < spec.temperature < 20 and spec.tta and spec.tta[0] == "identity"
-    assert spec.gate["distribution"]["threshold"] > 0 and spec.gate["fit"]["test_pass_rate"] >= 0.95
+    d, fit = spec.gate["distribution"], spec.gate["fit"]
+    # in-distribution test images pass the out-of-distribution check about as often as the conformal limit
+    # promises for images exchangeable with the validation split (not below its 0.1 % quantile)
+    _, lowest = conformal_pass_rate_range(fit["n"]["val"], fit["n"]["test"], d["quantile"])
+    assert d["threshold"] > 0 and fit["test_pass_rate"] >= lowest and fit["test_pass_rate"] >= 0.9
     assert spec.metrics["test"]["auroc"] > 0.9 and spec.metrics["test"]["accuracy"] > 0.7  # trained, not a stub
     rep = EvalReport.load(spec_path.with_name(f"{spec.name}.eval.json"))
     assert rep.labels == list(spec.labels) and rep.split == "test"
