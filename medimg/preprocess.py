@@ -84,7 +84,8 @@ def _to_channels(x: np.ndarray, in_chans: int) -> tuple[np.ndarray, str]:
     if in_chans == 1:
         luma = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
         return luma[..., None].astype(np.float32), "RGB -> grayscale (ITU-R BT.601 luma)"
-    return np.repeat(x, in_chans, axis=2), f"grayscale repeated to {in_chans} channels"
+    # a read-only broadcast view: the copies are made after the resize (run), on the model-sized image
+    return np.broadcast_to(x, (*x.shape[:2], in_chans)), f"grayscale repeated to {in_chans} channels"
 
 
 def _geometry(x: np.ndarray, size: tuple[int, int], policy: str) -> tuple[np.ndarray, str]:
@@ -179,7 +180,11 @@ def run(image: MedicalImage, config: PreprocessConfig, window: Window | None = N
     steps.append(Step("window", f"{win.name}: center {win.center:g}, width {win.width:g} ({win.function}){inv}", x3))
     x, how = _to_channels(x, config.in_chans)
     steps.append(Step("channels", how, x))
-    x, how = _geometry(x, config.input_size, config.geometry)
+    if x.strides[2] == 0:  # grayscale repeated: resize one channel, then copy it (same result, 1/C of the work)
+        x, how = _geometry(np.ascontiguousarray(x[..., :1]), config.input_size, config.geometry)
+        x = np.repeat(x, config.in_chans, axis=2)
+    else:
+        x, how = _geometry(x, config.input_size, config.geometry)
     steps.append(Step("geometry", how, x))
     x, how = _intensity(x, config.intensity)
     steps.append(Step("intensity", how, x))

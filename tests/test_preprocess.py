@@ -124,6 +124,22 @@ def test_rgb_to_gray_luma_and_gray_to_three_channels() -> None:
     np.testing.assert_array_equal(out3.image[..., 0], out3.image[..., 2])
 
 
+@pytest.mark.parametrize("geometry", ["stretch", "pad", "crop"])
+def test_gray_into_colour_model_resizes_once_and_matches_the_gray_model(rng: np.random.Generator,
+                                                                        geometry: str) -> None:
+    """A grayscale image for a 3-channel model is resized as one channel and then copied: the same input as the
+    1-channel path, each channel a separate writable copy; the channels step shows the repetition as a view."""
+    gray = rng.uniform(0, 255, (403, 251)).astype(np.float32)
+    cfg3 = _cfg(in_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3, geometry=geometry)
+    out3, out1 = run(_img(gray), cfg3), run(_img(gray), _cfg(geometry=geometry))
+    for c in range(3):
+        np.testing.assert_allclose(out3.model_input[c], out1.model_input[0], atol=1e-6)
+    assert out3.steps[1].image.shape == (403, 251, 3) and "repeated to 3" in out3.steps[1].description
+    assert out3.image.flags.writeable and out3.model_input.flags.writeable
+    out3.model_input[0] += 1.0  # channels do not alias each other
+    assert not np.allclose(out3.model_input[0], out3.model_input[1])
+
+
 def test_percentile_stretch(rng: np.random.Generator) -> None:
     px = rng.uniform(100, 150, (64, 64)).astype(np.float32)
     px[0, :3] = [0, 255, 255]  # outliers
