@@ -7,7 +7,8 @@ Usage::
     uv run python bench/speed.py --model weights/cxr_pneumonia_resnet18.json --device cpu --threads 2
 
 Steps timed, p50 / p95 over ``--repeats`` runs after one warm-up: decode (``medimg.io.load_image`` of a real
-chest DICOM from the shared data and of a Kermany JPEG), preprocess, predict (network + calibration), Grad-CAM
+chest DICOM from the shared data and of a Kermany JPEG), preprocess, predict (network + calibration), the
+applicability gate (network-free checks + the out-of-distribution features and score), Grad-CAM
 (on a private replica, see ``medimg.explain``), overlay (map back to the original size + colour blend).
 Then Grad-CAM's cost as a ratio to plain inference, and ``cam_batch`` over ~64 test images against a
 per-image pytorch-grad-cam loop, measured in the same run. Numbers are printed, never asserted.
@@ -29,6 +30,7 @@ from medimg import explain as ex
 from medimg.data import data_root
 from medimg.errors import MedimgError
 from medimg.explain.maps import cam_layer_of
+from medimg.gate import check_distribution, check_image
 from medimg.io import load_image
 from medimg.models import create_model
 from medimg.predict import Predictor
@@ -137,6 +139,9 @@ def bench_device(pred: Predictor, repeats: int, n_batch: int) -> None:
             "decode": timeit(lambda data=data: load_image(data), repeats, False),
             "preprocess": timeit(lambda img=img: pred.preprocess(img), repeats, False),
             "predict (network + calibration)": timeit(lambda x=x: pred.predict_proba(x), repeats, sync),
+            "applicability gate (checks + OOD)": timeit(
+                lambda img=img, pre=pre: check_image(img, pre, pred.spec) + check_distribution(pred, pre),
+                repeats, sync),
             "Grad-CAM (replica)": timeit(lambda pre=pre: ex.cam(pred, pre), repeats, sync),
             "overlay (map back + blend)": timeit(
                 lambda cam=cam, display=display: ex.overlay(display, cam.heatmap_original(display.shape[:2]), 0.4),
