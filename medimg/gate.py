@@ -276,7 +276,7 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, architecture: str) -
     return layer_features(model, x, architecture, stages=False)[0]
 
 
-def _distribution_state(predictor: Predictor) -> tuple[DistributionModel, dict[str, Any]] | None:
+def _distribution_state(predictor: Predictor) -> tuple[LayeredDistribution, dict[str, Any]] | None:
     """The parsed gate of ``predictor.spec``, cached on the predictor (model statistics only, no patient data)."""
     spec = predictor.spec
     cached = predictor.__dict__.get("_ood_state")
@@ -337,7 +337,11 @@ def _features(predictor: Predictor, x: np.ndarray, stages: bool = True, batch_si
 def _model_features(predictor: Predictor, model: LayeredDistribution, x: np.ndarray,
                     batch_size: int = 64) -> list[np.ndarray]:
     """The features ``model`` was fitted on (all layers, or the penultimate one for a single-layer gate)."""
-    feats = _features(predictor, x, stages=len(model.models) > 1, batch_size=batch_size)
+    stages = len(model.models) > 1
+    if stages and model.layers[:-1] != STAGE_LAYERS.get(predictor.spec.architecture):
+        raise SpecError(f"The gate of {predictor.spec.name} was fitted on layers {list(model.layers[:-1])}, this "
+                        "version of medimg reads other layers: run `medimg fit-gate` again.")
+    feats = _features(predictor, x, stages=stages, batch_size=batch_size)
     if [f.shape[1] for f in feats] != [m.feature_dim for m in model.models]:
         raise SpecError(f"The gate of {predictor.spec.name} was fitted on layers of "
                         f"{[m.feature_dim for m in model.models]} features, the model gives "

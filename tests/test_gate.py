@@ -407,6 +407,20 @@ def test_penultimate_only_gate_is_a_distance_and_still_read(tiny_model_dir: Path
     assert check.value == pytest.approx(float(dm.score(f.double().numpy())[0]), rel=1e-4)
 
 
+def test_gate_fitted_on_other_layers_is_refused(fitted_dir: Path, tmp_path: Path) -> None:
+    from medimg.predict import Predictor
+
+    for p in fitted_dir.glob("tiny_smallcnn.*"):
+        shutil.copy(p, tmp_path / p.name)
+    spec = load_spec(tmp_path / "tiny_smallcnn.json")
+    gate = json.loads(json.dumps(spec.gate))
+    gate["distribution"]["layers"][0]["layer"] = "features.conv1"
+    save_spec(spec.replace(gate=gate), tmp_path / "tiny_smallcnn.json")
+    pred = Predictor.from_spec(tmp_path / "tiny_smallcnn.json", device="cpu")
+    with pytest.raises(SpecError, match="fit-gate"):
+        pred.predict(_gray(np.random.default_rng(0).uniform(0, 255, (80, 80))))
+
+
 def test_malformed_gate_raises_spec_error(fitted_dir: Path, tmp_path: Path) -> None:
     from medimg.predict import Predictor
 
