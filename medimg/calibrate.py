@@ -281,6 +281,11 @@ class LayeredDistribution:
         scales = np.array([conformal_threshold(m.score(f), quantile) for m, f in zip(models, val, strict=True)])
         return cls(tuple(layers), models, np.maximum(scales, 1e-12))
 
+    @classmethod
+    def single(cls, layer: str, model: DistributionModel) -> LayeredDistribution:
+        """One layer, unscaled: the score is that layer's Mahalanobis distance (the penultimate-only gate)."""
+        return cls((layer,), (model,), np.ones(1))
+
     def layer_scores(self, features: list[np.ndarray]) -> np.ndarray:
         """(L, N) distances divided by each layer's scale, from per-layer (N, D_l) features."""
         if len(features) != len(self.models):

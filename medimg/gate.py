@@ -304,9 +304,8 @@ def _parse_distribution(spec: ModelSpec) -> tuple[LayeredDistribution, dict[str,
     if "layers" in d:
         model = LayeredDistribution.from_dict(d["layers"])
     else:  # a gate fitted on the penultimate layer alone (distance, not scaled)
-        penultimate = FEATURE_LAYERS.get(spec.architecture, "penultimate")
-        model = LayeredDistribution((penultimate,), (DistributionModel.from_dict(d.get("model", {})),),
-                                    np.ones(1))
+        model = LayeredDistribution.single(FEATURE_LAYERS.get(spec.architecture, "penultimate"),
+                                           DistributionModel.from_dict(d.get("model", {})))
     try:
         threshold, quantile = float(d["threshold"]), float(d["quantile"])
     except (KeyError, TypeError, ValueError) as err:
@@ -505,7 +504,7 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
                                         n_components)
     else:
         single = DistributionModel.fit(feats["train"][0], labels["train"], n_components)
-        model = LayeredDistribution(names, (DistributionModel.from_dict(single.to_dict()),), np.ones(1))
+        model = LayeredDistribution.single(names[0], DistributionModel.from_dict(single.to_dict()))
     val_d, test_d = model.score(feats["val"]), model.score(feats["test"])
     threshold = conformal_threshold(val_d, quantile)
     test_pass = test_d <= threshold
