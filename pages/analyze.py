@@ -7,16 +7,15 @@ from medimg import ui
 ui.page_chrome()
 st.title("Analyze an image")
 
-uploaded = st.file_uploader(
+uploaded = ui.session.upload_widget(
     "Chest radiograph: DICOM, PNG, JPEG or TIFF (the type is read from the content, so any file name works)",
-    type=None, accept_multiple_files=False, key="medimg.upload",
     help="The file is kept in memory for this session only and never written to disk.")
 if uploaded is None:
     ui.analysis.clear()
     st.info("Upload an image to begin.", icon=":material/upload_file:")
     st.stop()
 
-uid = uploaded.file_id
+uid = uploaded.upload_id
 with ui.guard("reading the file"):
     first = ui.analysis.decode(uploaded, None)
 frame = ui.widgets.frame_picker(first.value, key=f"frame-{uid}")

@@ -24,9 +24,8 @@ from medimg.ui.resources import ModelOption, compute_slot, get_predictor
 from medimg.viz import to_uint8
 
 if TYPE_CHECKING:  # pragma: no cover
-    from streamlit.runtime.uploaded_file_manager import UploadedFile
-
     from medimg.predict import Prediction
+    from medimg.ui.session import Upload
 
 __all__ = ["STATE_KEY", "CAM_METHODS", "Timed", "cam_methods", "clear", "decode", "predict", "explain", "overlay",
            "window_key"]
@@ -107,13 +106,14 @@ def window_key(window: Window | None) -> Hashable:
     return (window.name, float(window.center), float(window.width), window.function)
 
 
-def decode(uploaded: UploadedFile, frame: int | None = None) -> Timed:
-    """Decode an upload (in memory: ``uploaded.getvalue()``; nothing is written to disk).
+def decode(upload: Upload, frame: int | None = None) -> Timed:
+    """Decode an upload (in memory: ``upload.data``; nothing is written to disk).
 
     Parameters
     ----------
-    uploaded : streamlit UploadedFile
-        From ``st.file_uploader``; its name is never used (the format is decided by content).
+    upload : medimg.ui.session.Upload
+        The session's current file (:func:`medimg.ui.session.current_upload`); its bytes are decoded in memory
+        and the format is decided by content.
     frame : int, optional
         0-based frame of a multi-frame file; the first when None.
 
@@ -127,17 +127,17 @@ def decode(uploaded: UploadedFile, frame: int | None = None) -> Timed:
     medimg.MedimgError
         Unsupported, damaged or too-large files.
     """
-    return _cached(uploaded.file_id, "image", frame,
-                   lambda: medimg.load_image(uploaded.getvalue(), frame=frame))
+    return _cached(upload.upload_id, "image", frame,
+                   lambda: medimg.load_image(upload.data, frame=frame))
 
 
-def predict(uploaded: UploadedFile, option: ModelOption, image: MedicalImage, window: Window | None = None) -> Timed:
+def predict(upload: Upload, option: ModelOption, image: MedicalImage, window: Window | None = None) -> Timed:
     """Calibrated prediction and applicability gate for the current image.
 
     Parameters
     ----------
-    uploaded : streamlit UploadedFile
-        Identifies the current file (its ``file_id`` keys the session's results).
+    upload : medimg.ui.session.Upload
+        Identifies the current file (its ``upload_id`` keys the session's results).
     option : ModelOption
         The selected model.
     image : MedicalImage
@@ -156,7 +156,7 @@ def predict(uploaded: UploadedFile, option: ModelOption, image: MedicalImage, wi
         with compute_slot():
             return predictor.predict(image, window=window)
 
-    return _cached(uploaded.file_id, "prediction",
+    return _cached(upload.upload_id, "prediction",
                    (str(option.path), image.frame_index, window_key(window)), run)
 
 
@@ -170,13 +170,13 @@ def cam_methods() -> dict[str, str]:
     return {label: mid for label, mid in CAM_METHODS.items() if mid in METHODS}
 
 
-def explain(uploaded: UploadedFile, option: ModelOption, prediction: Prediction, method: str = "gradcam",
+def explain(upload: Upload, option: ModelOption, prediction: Prediction, method: str = "gradcam",
             target: int | None = None) -> Timed:
     """Heat map of the prediction (Grad-CAM family), min-max scaled per image.
 
     Parameters
     ----------
-    uploaded : streamlit UploadedFile
+    upload : medimg.ui.session.Upload
     option : ModelOption
     prediction : medimg.Prediction
         Its ``preprocessed`` input is explained.
@@ -203,7 +203,7 @@ def explain(uploaded: UploadedFile, option: ModelOption, prediction: Prediction,
     digest = hashlib.blake2b(np.ascontiguousarray(prediction.preprocessed.model_input).tobytes(),
                              digest_size=16).hexdigest()
     key = (str(option.path), digest, method, tgt)
-    return _cached(uploaded.file_id, "cam", key, run)
+    return _cached(upload.upload_id, "cam", key, run)
 
 
 def overlay(display: np.ndarray, cam_result: Any, alpha: float, colormap: str = "jet",

@@ -1,0 +1,113 @@
+"""The current image of a session, kept across pages.
+
+Streamlit forgets a widget's value when its page is not drawn, so an ``st.file_uploader`` on Analyze is empty
+again after the user visits the dashboard. The uploaded bytes are therefore copied once into this session's
+``st.session_state`` (:data:`UPLOAD_KEY`) as an :class:`Upload`, and every page (Analyze, the saliency lab,
+Inside the CNN) reads them from there. The bytes stay in memory, in this session only; the file name is never
+kept; the upload is forgotten when the user removes it or the session ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+if TYPE_CHECKING:  # pragma: no cover
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+__all__ = ["UPLOAD_KEY", "UPLOADER_KEY", "Upload", "current_upload", "remember_upload", "forget_upload",
+           "upload_widget"]
+
+#: ``st.session_state`` entry holding this session's :class:`Upload`.
+UPLOAD_KEY = "medimg.current_upload"
+#: Widget key of the uploader on Analyze (AppTests upload through it).
+UPLOADER_KEY = "medimg.upload"
+
+
+@dataclass(frozen=True, eq=False)
+class Upload:
+    """One uploaded file, in memory.
+
+    Attributes
+    ----------
+    upload_id : str
+        32 hex digits: BLAKE2b-128 of the bytes. Keys every result computed for this file (the same bytes
+        uploaded again are the same image; a different file never shares results).
+    data : bytes
+        The file's content; never written to disk. The file name is not kept.
+    """
+
+    upload_id: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        """Size of the file in bytes."""
+        return len(self.data)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Upload:
+        """Wrap ``data`` (the id is its BLAKE2b-128 digest)."""
+        return cls(hashlib.blake2b(data, digest_size=16).hexdigest(), bytes(data))
+
+
+def current_upload() -> Upload | None:
+    """This session's current image file, or None when nothing is uploaded."""
+    up = st.session_state.get(UPLOAD_KEY)
+    return up if isinstance(up, Upload) else None
+
+
+def remember_upload(uploaded: UploadedFile | bytes) -> Upload:
+    """Make ``uploaded`` the session's current image (replacing any other, whose results are then dropped)."""
+    data = uploaded if isinstance(uploaded, bytes | bytearray) else uploaded.getvalue()
+    up = Upload.from_bytes(bytes(data))
+    old = current_upload()
+    if old is not None and old.upload_id == up.upload_id:
+        return old
+    st.session_state[UPLOAD_KEY] = up
+    return up
+
+
+def forget_upload() -> None:
+    """Forget the session's image (the Analyze page's results go with it: they are keyed by its id)."""
+    st.session_state.pop(UPLOAD_KEY, None)
+
+
+def _uploader_changed() -> None:
+    """The user changed the uploader: a removed file (the x button) is forgotten at once."""
+    if st.session_state.get(UPLOADER_KEY) is None:
+        forget_upload()
+
+
+def upload_widget(label: str, help: str | None = None) -> Upload | None:  # noqa: A002 - Streamlit's name
+    """The uploader, backed by the session's current image.
+
+    A file chosen in the uploader becomes the current image. When the page is drawn again after another page
+    (the uploader is then empty), the current image stays, with a line saying so and a button to remove it.
+
+    Parameters
+    ----------
+    label : str
+        The uploader's label (e.g. from the selected model's modality).
+    help : str, optional
+
+    Returns
+    -------
+    Upload or None
+    """
+    uploaded = st.file_uploader(label, type=None, accept_multiple_files=False, key=UPLOADER_KEY, help=help,
+                                on_change=_uploader_changed)
+    if uploaded is not None:
+        return remember_upload(uploaded)
+    up = current_upload()
+    if up is not None:
+        c1, c2 = st.columns([4, 1])
+        c1.caption(f"Current image: {up.size / 1e6:.2f} MB, kept in memory for this session "
+                   f"(upload another file to replace it).")
+        if c2.button("Remove image", key="medimg.remove-upload", icon=":material/delete:"):
+            forget_upload()
+            st.rerun()
+    return up
