@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 from medimg.errors import ImageTooLargeError, UnsupportedFormatError
-from medimg.io.image import MedicalImage, Window, apply_window, full_range_window
+from medimg.io.image import BURNED_IN_STATES, MedicalImage, Overlay, Window, apply_window, full_range_window
 from medimg.io.raster import load_raster
 from medimg.io.sniff import sniff_format
 
-__all__ = ["MedicalImage", "Window", "apply_window", "full_range_window", "load_image", "sniff_format",
+__all__ = ["MedicalImage", "Window", "Overlay", "BURNED_IN_STATES", "apply_window", "full_range_window", "load_image", "sniff_format",
            "MAX_FILE_BYTES"]
 
 #: Largest upload accepted, in bytes (the largest real single study file we expect, with headroom).

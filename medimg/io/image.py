@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Window", "MedicalImage", "apply_window", "full_range_window"]
+__all__ = ["Window", "Overlay", "MedicalImage", "apply_window", "full_range_window", "BURNED_IN_STATES"]
+
+#: Values of :attr:`MedicalImage.burned_in`: what is known about identifying text drawn in the pixels.
+BURNED_IN_STATES: tuple[str, ...] = ("yes", "likely", "unknown", "no")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,31 @@ def apply_window(
 
 
 @dataclass(frozen=True)
+class Overlay:
+    """One overlay plane (60xx group) of a DICOM image, for drawing over the displayed frame.
+
+    Attributes
+    ----------
+    group : int
+        The overlay's repeating group, 0x6000 .. 0x601E (PS3.3 C.9.2).
+    mask : (H, W) bool ndarray
+        The overlay bits (Overlay Data (60xx,3000)) already placed on the image grid: Overlay Origin
+        (60xx,0050) applied and clipped to the image's Rows x Columns.
+    kind : str
+        Overlay Type (60xx,0040): ``"G"`` (graphics) or ``"R"`` (region of interest).
+
+    Notes
+    -----
+    Overlay Description (60xx,0022) and Overlay Label (60xx,1500) are free text and are never kept (they can
+    hold identifying text); the bits themselves may show annotations and are drawn only on request.
+    """
+
+    group: int
+    mask: np.ndarray
+    kind: str = "G"
+
+
+@dataclass(frozen=True)
 class MedicalImage:
     """One decoded image (one frame), ready for display and preprocessing.
 
@@ -122,6 +150,26 @@ class MedicalImage:
         Things the user should know about the decode, safe to show (no patient data): e.g.
         "Burned In Annotation: YES — the pixels may show patient-identifying text", lossy compression,
         "EXIF orientation applied", a header window that was ignored or not used as the default.
+    display_warnings : tuple of str
+        Notes (also in ``notes``) that change how the image must be read and are shown beside the image, not
+        in a collapsed panel: a header window that would show a blank frame, a negative rendition, identifying
+        text in the pixels.
+    burned_in : {"yes", "likely", "unknown", "no"}
+        Identifying text in the pixels: ``"yes"`` when Burned In Annotation (0028,0301) is YES; ``"likely"``
+        for ultrasound, secondary capture, endoscopy, photographs and similar images without a "NO"; ``"no"``
+        only when the header says NO; ``"unknown"`` otherwise (raster files, other DICOMs without the
+        attribute). Only ``"no"`` means the header vouches that the pixels carry no identifying text.
+    overlays : tuple of Overlay
+        Overlay planes (60xx) of this frame, on the image grid.
+    patient_age_years : int or None
+        Patient's Age (0010,1010) in whole years (days, weeks and months converted, capped at 90 so that ages
+        over 89 are one band, as the HIPAA Safe Harbor rule requires); None when absent or unreadable. Used by
+        :mod:`medimg.header_checks` only; never shown.
+    negative : bool
+        True when the header's own attributes say the rendition is a negative: a projection radiograph whose
+        Pixel Intensity Relationship Sign (0028,1041) contradicts its Photometric Interpretation (see
+        :func:`medimg.io.dicom.load_dicom`). ``invert`` still follows the Photometric Interpretation, as a
+        PACS does; viewers may offer an inverted display.
     """
 
     pixels: np.ndarray
@@ -135,6 +183,11 @@ class MedicalImage:
     metadata: dict[str, str] = field(default_factory=dict)
     withheld: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    display_warnings: tuple[str, ...] = ()
+    burned_in: str = "unknown"
+    overlays: tuple[Overlay, ...] = ()
+    patient_age_years: int | None = None
+    negative: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -66,7 +66,8 @@ def test_ct_synthetic_units_and_presets() -> None:
     img = load_image(make_dicom(arr, Modality="CT", RescaleSlope=1, RescaleIntercept=-1024))
     assert img.units == "HU"
     assert float(img.pixels[0, 0]) == -1000.0
-    assert [w.name for w in img.windows[1:]] == [n for n, _, _ in CT_PRESETS]
+    assert [w.name for w in img.windows[:-1]] == [n for n, _, _ in CT_PRESETS]
+    assert img.default_window.name == "soft tissue" and img.windows[-1].name == "full range"
 
 
 def test_rescale_type_names_units() -> None:
@@ -256,7 +257,9 @@ def test_metadata_allowlist_and_withheld_categories() -> None:
     assert w["descriptions and free text"] >= 1
     assert w["private tags"] >= 1
     assert w["overlays and curves"] == 2
-    assert "Burned In Annotation: YES — the pixels may show patient-identifying text" in img.notes
+    assert any(n.startswith("Burned In Annotation: YES — the pixels may show patient-identifying text")
+               for n in img.notes)
+    assert img.burned_in == "yes"
     text = repr(md) + repr(img.notes) + repr(img.windows)
     for secret in [*CANARY.values(), "NESTED-CANARY", "STATION-CANARY", "Op^Canary", "STUDY-CANARY",
                    "1.2.3.4.5", "free text", "private canary"]:

@@ -95,13 +95,16 @@ def test_ct_presets_follow_header_windows(dicom_dir: Path) -> None:
     assert len(img.windows) == 2 + len(CT_PRESETS) + 1
 
 
-def test_ct_without_header_window_defaults_to_full_range_then_presets(dicom_dir: Path) -> None:
+def test_ct_without_header_window_defaults_to_soft_tissue_then_presets(dicom_dir: Path) -> None:
+    """A CT without a header window opens on the soft-tissue preset (40/400 HU), not the full range."""
     img = _load(dicom_dir, "ct/CT1_UNC.dcm")
-    assert img.windows[0].name == "full range"
+    assert (img.default_window.name, img.default_window.center, img.default_window.width) == ("soft tissue", 40, 400)
+    assert [w.name for w in img.windows[:-1]] == [n for n, _, _ in CT_PRESETS]
+    full = img.windows[-1]
     lo, hi = float(img.pixels.min()), float(img.pixels.max())
-    assert img.windows[0].center == pytest.approx((lo + hi) / 2)
-    assert img.windows[0].width == pytest.approx(hi - lo)
-    assert [w.name for w in img.windows[1:]] == [n for n, _, _ in CT_PRESETS]
+    assert full.name == "full range"
+    assert full.center == pytest.approx((lo + hi) / 2)
+    assert full.width == pytest.approx(hi - lo)
     lung = next(w for w in img.windows if w.name == "lung")
     assert (lung.center, lung.width) == (-600.0, 1500.0)
 
@@ -121,6 +124,13 @@ def test_header_window_outside_the_data_is_not_the_default(dicom_dir: Path) -> N
     assert (2725.0, 5310.0) in [(w.center, w.width) for w in img.windows]
     assert any("outside this image's values" in n for n in img.notes)
     assert float(img.display().std()) > 0.05
+    # said prominently (beside the image), with what a PACS shows and the numbers that explain it
+    warning = next(w for w in img.display_warnings if "outside this image's values" in w)
+    assert "blank white frame" in warning and "32744 to 65535" in warning and "unsigned" in warning
+    assert "center 2725, width 5310" in warning
+    # Pixel Intensity Relationship Sign +1 with MONOCHROME2: a negative rendition, flagged, not silently changed
+    assert img.negative and not img.invert
+    assert any("negative" in w for w in img.display_warnings)
 
 
 def test_non_ct_modality_gets_no_ct_presets(dicom_dir: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medimg.errors import ImageTooLargeError, MedimgError, UnsupportedFormatError
+from medimg.io.dicom.annotations import age_years, burned_in_note, burned_in_state, is_negative, read_overlays
 from medimg.io.dicom.common import _corrupt, _fg_item, _FrameOutOfRange, _get, _int
 from medimg.io.dicom.luts import CT_PRESETS, _misses, _modality, _windows_from
 from medimg.io.dicom.pixels import _check_fragments, _decode_frame, _native_length, _pixel_element
@@ -30,7 +31,6 @@ from medimg.io.metadata import clean_text, count_withheld, describe
 
 _MONO = ("MONOCHROME1", "MONOCHROME2")
 _COLOR_PI = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422")
-_BURNED_IN_NOTE = "Burned In Annotation: YES — the pixels may show patient-identifying text"
 
 
 def _load(data: bytes, frame: int | None) -> MedicalImage:
@@ -132,6 +132,8 @@ def _load(data: bytes, frame: int | None) -> MedicalImage:
     out_pi = str(props.get("photometric_interpretation", pi)).upper()
 
     invert = False
+    negative = False
+    display_warnings: list[str] = []
     modality = str(_get(header, "Modality", "") or "").strip().upper()
     windows: list[Window] = []
     extra: dict[str, object] = {"TransferSyntaxUID": _ts_name(declared_ts), "NumberOfFrames": n_frames,
@@ -205,18 +207,42 @@ def _load(data: bytes, frame: int | None) -> MedicalImage:
         if not has_header_windows:
             windows.append(full)
         elif windows[0].lut is None and _misses(windows[0], full):
-            # a header window entirely outside the image's values shows a blank frame: keep it selectable,
-            # but open on the full range
+            # a header window entirely outside the image's values shows a blank frame (a PACS that follows the
+            # header, as IHE requires, shows exactly that): keep it selectable, but open on the full range
+            hw = windows[0]
+            lo, hi = full.center - full.width / 2.0, full.center + full.width / 2.0
+            side = "white" if hw.center + hw.width / 2.0 <= lo else "black"
+            if pi == "MONOCHROME1":
+                side = "black" if side == "white" else "white"
+            msg = (f"The header's display window (center {hw.center:g}, width {hw.width:g}) lies outside this "
+                   f"image's values ({lo:g} to {hi:g} {units}, Pixel Representation "
+                   f"{'signed' if pixrep else 'unsigned'}, Rescale Slope {slope:g}, Intercept {intercept:g}): "
+                   f"a viewer that follows the header, as PACS viewers do, shows a blank {side} frame. medimg "
+                   "opens on the full value range instead; the header window stays in the window list.")
+            notes.append(msg)
+            display_warnings.append(msg)
             windows.insert(0, full)
-            notes.append("The header's display window lies outside this image's values; the full value range is "
-                         "shown by default.")
             has_header_windows = False
         if units == "HU":
-            windows.extend(Window(c, w, name, "LINEAR") for name, c, w in CT_PRESETS)
+            presets = [Window(c, w, name, "LINEAR") for name, c, w in CT_PRESETS]
+            if has_header_windows:
+                windows.extend(presets)
+            else:  # no usable header window: CT opens on the soft-tissue preset, not the full range
+                windows[:0] = presets
+                windows.remove(full)
+                has_header_windows = True
         if has_header_windows:
             windows.append(full)
         shape = str(_get(header, "PresentationLUTShape", "") or "").strip().upper()
         invert = pi == "MONOCHROME1" or shape == "INVERSE"
+        negative = is_negative(header, pi)
+        if negative:
+            msg = ("This radiograph displays as a negative (lungs white, bone and mediastinum dark): its Pixel "
+                   "Intensity Relationship Sign (0028,1041) says higher values are more X-ray at the detector, "
+                   f"but its Photometric Interpretation is {pi}. A PACS shows it the same way; the viewer's "
+                   "Invert button shows it conventionally. The network sees it as the header says.")
+            notes.append(msg)
+            display_warnings.append(msg)
         if enhanced:
             measures = _fg_item(header, index, "PixelMeasuresSequence")
             if measures is not None:
@@ -227,8 +253,15 @@ def _load(data: bytes, frame: int | None) -> MedicalImage:
     if not np.all(np.isfinite(pixels)):
         raise _corrupt("The DICOM pixel values are not finite.")
 
-    if str(_get(header, "BurnedInAnnotation", "") or "").strip().upper() == "YES":
-        notes.append(_BURNED_IN_NOTE)
+    burned_in = burned_in_state(header)
+    burned_note = burned_in_note(header, burned_in)
+    if burned_note is not None:
+        notes.append(burned_note)
+        display_warnings.append(burned_note)
+    overlays = read_overlays(header, rows, cols, index)
+    if overlays:
+        notes.append(f"{len(overlays)} overlay plane(s) (60xx) are stored with this frame; the viewer draws them "
+                     "when 'Overlays' is on.")
     lossy_flag = str(_get(header, "LossyImageCompression", "") or "").strip() == "01"
     if TRANSFER_SYNTAXES.get(declared_ts, ("", False))[1] or lossy_flag:
         notes.append("This image was lossy compressed: fine detail may differ from the original acquisition.")
@@ -250,6 +283,11 @@ def _load(data: bytes, frame: int | None) -> MedicalImage:
         metadata=metadata,
         withheld=withheld,
         notes=tuple(dict.fromkeys(notes)),
+        display_warnings=tuple(dict.fromkeys(display_warnings)),
+        burned_in=burned_in,
+        overlays=overlays,
+        patient_age_years=age_years(header),
+        negative=negative,
     )
 
 

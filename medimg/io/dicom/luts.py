@@ -21,13 +21,14 @@ from medimg.io.dicom.common import _corrupt, _fg_item, _floats, _get, _strings
 from medimg.io.image import Window
 from medimg.io.metadata import clean_text
 
-#: CT display presets in HU, (name, Window Center, Window Width); added after the header's windows.
+#: CT display presets in HU, (name, Window Center, Window Width); added after the header's windows, or first
+#: (soft tissue is then the default) when the header has no usable window.
 CT_PRESETS: tuple[tuple[str, float, float], ...] = (
+    ("soft tissue", 40.0, 400.0),
     ("lung", -600.0, 1500.0),
     ("mediastinum", 50.0, 350.0),
     ("bone", 400.0, 1800.0),
     ("brain", 40.0, 80.0),
-    ("abdomen", 40.0, 400.0),
 )
 
 
