@@ -10,11 +10,18 @@ from medimg import ui
 st.set_page_config(page_title="medimg", page_icon=":material/radiology:", layout="wide",
                    initial_sidebar_state="expanded")
 
-# One file per user task; add pages here (e.g. saliency faithfulness, inside the CNN).
-PAGES = [
-    st.Page("pages/analyze.py", title="Analyze", icon=":material/image_search:", default=True),
-    st.Page("pages/dashboard.py", title="Test-set dashboard", icon=":material/monitoring:"),
-]
+# One file per user task, grouped by user; add pages here (e.g. saliency faithfulness).
+PAGES = {
+    "Clinician": [
+        st.Page("pages/analyze.py", title="Analyze", icon=":material/image_search:", default=True),
+    ],
+    "Reviewer": [
+        st.Page("pages/dashboard.py", title="Test-set dashboard", icon=":material/monitoring:"),
+    ],
+    "Educator": [
+        st.Page("pages/inside.py", title="Inside the CNN", icon=":material/neurology:"),
+    ],
+}
 
 page = st.navigation(PAGES)
 ui.app_chrome()
