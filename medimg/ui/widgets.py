@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from medimg.spec import ModelSpec
 
 __all__ = ["CUSTOM_WINDOW", "frame_picker", "window_picker", "show_image", "show_metadata", "show_gate",
-           "show_prediction", "show_cam_note", "show_steps", "show_timings", "format_seconds",
+           "show_prediction", "show_cam_note", "show_steps", "step_pixels", "show_timings", "format_seconds",
            "show_uncertainty", "uncertainty_text"]
 
 #: Label of the custom center/width option of :func:`window_picker`.
@@ -215,17 +215,42 @@ def _letterbox(u8: np.ndarray, fill: int = 251) -> np.ndarray:
     return out
 
 
+def step_pixels(step_image: np.ndarray, name: str, side: int = 384) -> np.ndarray:
+    """A preprocessing step's image for display as its real pixels.
+
+    Parameters
+    ----------
+    step_image : (H, W, C) float ndarray
+        :attr:`medimg.preprocess.Step.image`.
+    name : str
+        The step's name (``"normalise"`` is min-max scaled for display).
+    side : int
+        Images up to this many pixels on a side (the network input) are enlarged by an integer factor with
+        nearest-neighbour repetition, so each pixel stays a visible square and is never smoothed; larger ones
+        (the original image) are downsampled to it.
+
+    Returns
+    -------
+    (h, w) or (h, w, 3) uint8 ndarray
+    """
+    from medimg.viz_teaching import enlarge_nearest
+
+    x = _displayable(step_image, name)
+    return enlarge_nearest(x, side) if max(x.shape[:2]) <= side else to_uint8(x, side)
+
+
 def show_steps(prediction: Prediction, per_row: int = 5) -> None:
-    """"What the network saw": each preprocessing step's image with its description."""
+    """"What the network saw": each preprocessing step's image (real pixels, size printed) with its description."""
     steps = prediction.preprocessed.steps
     for start in range(0, len(steps), per_row):
         cols = st.columns(per_row)
         for col, step in zip(cols, steps[start : start + per_row], strict=False):
             with col:
-                st.image(_letterbox(to_uint8(_displayable(step.image, step.name), 384)), width="stretch")
+                st.image(_letterbox(step_pixels(step.image, step.name)), width="stretch")
                 st.markdown(f"**{step.name}**")
                 extra = " (shown min–max scaled)" if step.name == "normalise" else ""
-                st.caption(step.description + extra)
+                rows, cols_ = step.image.shape[:2]
+                st.caption(f"{step.description}{extra} · {rows} x {cols_} px")
 
 
 def format_seconds(s: float) -> str:
