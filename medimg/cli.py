@@ -72,6 +72,24 @@ def _explain(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _inside(args: argparse.Namespace, argv: list[str]) -> int:
+    from medimg.explain.teaching import slide_images
+    from medimg.io import load_image
+    from medimg.predict import Predictor
+
+    pred = Predictor.from_spec(args.model, device=args.device)
+    img = load_image(Path(args.file))
+    files = slide_images(pred, img, method=args.method, channels=args.channels,
+                         layers=[s for s in args.layers.split(",") if s] if args.layers else None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    print(json.dumps({"file": args.file, "out": str(out), "method": args.method, "files": sorted(files),
+                      "note": "heat maps min-max scaled per map (relative); feature maps per channel"}, indent=1))
+    return 0
+
+
 def _fit_gate(args: argparse.Namespace, argv: list[str]) -> int:
     from medimg.gate import fit_gate
 
@@ -134,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("file")
     x.set_defaults(fn=_explain)
+    ins = sub.add_parser("inside", help="write the filter grid, feature maps and per-stage CAMs as PNGs (slides)")
+    ins.add_argument("--model", required=True, help="path of the spec JSON")
+    ins.add_argument("--method", default="gradcam", help="CAM method of the per-stage heat maps")
+    ins.add_argument("--channels", type=int, default=16, help="feature maps per layer, most active first")
+    ins.add_argument("--layers", default=None, help="comma-separated layers (default: the end of every stage)")
+    ins.add_argument("--device", default="auto")
+    ins.add_argument("--out", required=True, help="output folder (created)")
+    ins.add_argument("file")
+    ins.set_defaults(fn=_inside)
     g = sub.add_parser("fit-gate", help="fit the out-of-distribution gate of a model and store it in its spec")
     g.add_argument("--model", required=True, help="path of the spec JSON (rewritten; weights unchanged)")
     g.add_argument("--quantile", type=float, default=0.99, help="validation pass rate the limit is set to")

@@ -8,18 +8,21 @@ and small network inputs are enlarged by nearest-neighbour repetition.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from medimg.viz import to_uint8
 
 __all__ = ["enlarge_nearest", "gray", "filter_grid_figure", "feature_maps_figure", "cam_stages_figure",
            "occlusion_figure", "pixels_figure", "whatif_probabilities_figure", "lab_curves_figure",
-           "model_comparison_figure"]
+           "model_comparison_figure", "filters_rgb", "feature_maps_rgb", "cam_cells_rgb", "strip_rgb", "png_bytes"]
 
 _TEMPLATE = "plotly_white"
 _SEP = np.nan  # gaps between tiles of a mosaic are drawn transparent
@@ -390,3 +393,142 @@ def model_comparison_figure(rows: Sequence[Mapping[str, object]],
                       template=_TEMPLATE, margin=dict(l=10, r=10, t=40, b=10), height=340,
                       title="Same test split, three models", legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Still images (PNG) for slides: the command line's ``medimg inside``
+
+
+@lru_cache(maxsize=8)
+def _lut(name: str) -> np.ndarray:
+    """(256, 3) uint8 colour table of a matplotlib colormap (a numpy jet when matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        cmap = matplotlib.colormaps[name]
+        return (np.asarray(cmap(np.linspace(0, 1, 256)))[:, :3] * 255 + 0.5).astype(np.uint8)
+    except (ImportError, KeyError):
+        x = np.linspace(0.0, 1.0, 256)
+        rgb = np.stack([np.clip(1.5 - np.abs(4 * x - k), 0, 1) for k in (3, 2, 1)], axis=1)
+        return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def _colour(z: np.ndarray, cmap: str) -> np.ndarray:
+    """(H, W) values in [0, 1] (NaN = gap) -> (H, W, 3) uint8; gaps are white."""
+    idx = np.clip(np.nan_to_num(z, nan=0.0) * 255 + 0.5, 0, 255).astype(np.uint8)
+    rgb = _lut(cmap)[idx]
+    rgb[np.isnan(z)] = 255
+    return rgb
+
+
+def _tiles_rgb(tiles: np.ndarray, per_row: int, cmap: str, min_side: int) -> np.ndarray:
+    h, w = tiles.shape[1:]
+    z, _ = _mosaic(tiles.astype(np.float32), per_row, max(1, round(max(h, w) / 8)))
+    rgb = _colour(z, cmap)
+    f = max(1, math.ceil(min_side / max(z.shape)))
+    return np.repeat(np.repeat(rgb, f, axis=0), f, axis=1)
+
+
+def filters_rgb(filters: np.ndarray, per_row: int = 8, min_side: int = 512) -> np.ndarray:
+    """First-layer filters as one image: a grid, red positive and blue negative (each filter scaled by its own
+    largest absolute weight), every weight a square block.
+
+    Parameters
+    ----------
+    filters : (F, kh, kw) float ndarray
+    per_row : int
+    min_side : int
+        The longest side is enlarged (nearest neighbour, integer factor) to at least this many pixels.
+
+    Returns
+    -------
+    (H, W, 3) uint8 ndarray
+    """
+    f = np.asarray(filters, dtype=np.float32)
+    peak = np.abs(f).reshape(len(f), -1).max(axis=1)
+    scaled = f / np.where(peak > 0, peak, 1.0)[:, None, None]
+    return _tiles_rgb((scaled + 1) / 2, per_row, "RdBu_r", min_side)
+
+
+def feature_maps_rgb(maps: np.ndarray, channels: Sequence[int] | None = None, per_row: int = 8,
+                     min_side: int = 768) -> np.ndarray:
+    """Feature maps as one image: a grid of channels, each min-max scaled on its own (viridis), every activation
+    a square block.
+
+    Parameters
+    ----------
+    maps : (C, h, w) float ndarray
+    channels : sequence of int, optional
+        Channels in display order (default all).
+    per_row : int
+    min_side : int
+
+    Returns
+    -------
+    (H, W, 3) uint8 ndarray
+    """
+    m = np.asarray(maps, dtype=np.float32)
+    t = m[list(range(len(m))) if channels is None else [int(c) for c in channels]]
+    lo = t.reshape(len(t), -1).min(axis=1)[:, None, None]
+    span = t.reshape(len(t), -1).max(axis=1)[:, None, None] - lo
+    scaled = np.where(span > 1e-12, (t - lo) / np.where(span > 1e-12, span, 1.0), 0.0)
+    return _tiles_rgb(scaled, per_row, "viridis", min_side)
+
+
+def cam_cells_rgb(base: np.ndarray, cells: np.ndarray, alpha: float = 0.5, min_side: int = 336) -> np.ndarray:
+    """A stage's heat map on its own grid blended over the network input, both as real pixels.
+
+    Parameters
+    ----------
+    base : (H, W) or (H, W, C) float ndarray in [0, 1]
+        The network input as pixels.
+    cells : (h, w) float ndarray in [0, 1]
+        The map on the layer's grid; each cell covers ``H / h x W / w`` input pixels (nearest neighbour).
+    alpha : float in [0, 1]
+        Heat-map opacity.
+    min_side : int
+
+    Returns
+    -------
+    (H * f, W * f, 3) uint8 ndarray
+    """
+    g = gray(base)
+    rows, cols = g.shape
+    c = np.asarray(cells, dtype=np.float32)
+    ri = np.minimum((np.arange(rows) * c.shape[0]) // rows, c.shape[0] - 1)
+    ci = np.minimum((np.arange(cols) * c.shape[1]) // cols, c.shape[1] - 1)
+    heat = _colour(c[ri][:, ci], "jet").astype(np.float32)
+    under = np.repeat((np.clip(g, 0, 1) * 255)[..., None], 3, axis=2)
+    rgb = ((1 - alpha) * under + alpha * heat + 0.5).astype(np.uint8)
+    f = max(1, math.ceil(min_side / max(rows, cols)))
+    return np.repeat(np.repeat(rgb, f, axis=0), f, axis=1)
+
+
+def strip_rgb(images: Sequence[np.ndarray], gap: int = 8) -> np.ndarray:
+    """RGB uint8 images side by side on white, top-aligned.
+
+    Parameters
+    ----------
+    images : sequence of (H_i, W_i, 3) uint8 ndarray
+    gap : int
+        White pixels between images.
+
+    Returns
+    -------
+    (max H_i, sum W_i + gaps, 3) uint8 ndarray
+    """
+    h = max(im.shape[0] for im in images)
+    w = sum(im.shape[1] for im in images) + gap * (len(images) - 1)
+    out = np.full((h, w, 3), 255, dtype=np.uint8)
+    c = 0
+    for im in images:
+        out[: im.shape[0], c : c + im.shape[1]] = im
+        c += im.shape[1] + gap
+    return out
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode an (H, W) or (H, W, 3) uint8 image as PNG, in memory."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
+    return buf.getvalue()

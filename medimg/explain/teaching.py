@@ -36,7 +36,7 @@ from medimg.preprocess import run as preprocess_run
 
 __all__ = ["layer_names", "first_layer_filters", "feature_maps", "channel_order", "occlusion", "occlude",
            "LayerRow", "layer_table", "stage_layers", "StageCam", "stage_cams", "WhatIf", "what_if",
-           "WHAT_IF_SIZES"]
+           "WHAT_IF_SIZES", "slide_images"]
 
 #: Input sides (pixels) a what-if may ask for: small enough to stay fast on a CPU, large enough to run.
 WHAT_IF_SIZES = (8, 1024)
@@ -726,3 +726,65 @@ def what_if(predictor: Any, image: MedicalImage, window: Window | None = None,
                   description=description or ("; ".join(parts) if parts else "the model's own preprocessing"),
                   pixels=pre.image, model_input=x, probs=probs, labels=tuple(spec.labels),
                   label_index=int(predictor.decide(probs)), normalised=normalise)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Still images for slides
+
+
+def slide_images(predictor: Any, image: MedicalImage, method: str = "gradcam", channels: int = 16,
+                 target: int | str | None = None, layers: Sequence[str] | None = None) -> dict[str, bytes]:
+    """PNG images of the network's inside for one image, built in memory (``medimg inside`` writes them).
+
+    Parameters
+    ----------
+    predictor : medimg.predict.Predictor
+    image : MedicalImage
+        Prepared with the model's own preprocessing.
+    method : str
+        CAM method of the per-stage heat maps.
+    channels : int
+        Feature maps per layer (the most active channels first).
+    target : int or str, optional
+        Class of the heat maps; None = the predicted class.
+    layers : sequence of str, optional
+        Layers whose feature maps are drawn; default the end of every stage (:func:`stage_layers`).
+
+    Returns
+    -------
+    dict of str to bytes
+        File name -> PNG bytes: ``input.png`` (the network input, real pixels), ``filters.png``,
+        ``feature_maps_<k>_<layer>.png`` per layer, ``cam_<k>_<layer>.png`` per stage and ``cam_stages.png``
+        (all stages side by side), plus ``layers.csv`` (the layer table, UTF-8 text).
+
+    Raises
+    ------
+    PreprocessError, ExplainError, SpecError
+        As :func:`medimg.preprocess.run`, :func:`feature_maps` and :func:`medimg.explain.cam`.
+    """
+    from medimg import viz_teaching as vt
+
+    pre = predictor.preprocess(image)
+    table = layer_table(predictor)
+    stages = stage_cams(predictor, pre, target=target, method=method, table=table)
+    out: dict[str, bytes] = {"input.png": vt.png_bytes(vt.enlarge_nearest(pre.image, 336)),
+                             "filters.png": vt.png_bytes(vt.filters_rgb(first_layer_filters(predictor)))}
+    names = list(layers) if layers else [s.layer for s in stages]
+    for k, name in enumerate(names, start=1):
+        maps = feature_maps(predictor, pre, name)
+        order = channel_order(maps)[: max(1, int(channels))]
+        out[f"feature_maps_{k}_{name}.png"] = vt.png_bytes(vt.feature_maps_rgb(maps, order))
+    strip = []
+    for k, s in enumerate(stages, start=1):
+        rgb = vt.cam_cells_rgb(pre.image, s.cells)
+        out[f"cam_{k}_{s.layer}.png"] = vt.png_bytes(rgb)
+        strip.append(rgb)
+    if strip:
+        out["cam_stages.png"] = vt.png_bytes(vt.strip_rgb(strip))
+    lines = ["layer,type,output,parameters,receptive_field_px,stride_px,cam_layer"]
+    for r in table:
+        rf = "" if r.rf is None else f"{r.rf[0]}x{r.rf[1]}"
+        lines.append(f"{r.name},{r.kind},{'x'.join(map(str, r.out_shape))},{r.params},{rf},"
+                     f"{r.jump[0]}x{r.jump[1]},{int(r.is_cam)}")
+    out["layers.csv"] = ("\n".join(lines) + "\n").encode("utf-8")
+    return out
