@@ -101,7 +101,7 @@ def measure_tta(spec_path: Path) -> dict[str, Any]:
     import torch
 
     from medimg.predict import Predictor, softmax
-    from medimg.train import load_task_split
+    from medimg.training.tasks import load_task_split
     from medimg.uncertainty import tta_logits
 
     pred = Predictor.from_spec(spec_path)

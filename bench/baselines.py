@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medimg.baselines import MODELS, fit_baseline, load_task_features
-from medimg.train import TASKS
+from medimg.training.baselines import MODELS, fit_baseline, load_task_features
+from medimg.training.tasks import TASKS
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "baselines.json"
 

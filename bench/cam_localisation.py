@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from medimg import explain as ex
-from medimg.data import data_root, read_manifest
+from medimg.catalog import data_root, read_manifest
 from medimg.explain.localisation import mask_to_input, summarise_localisation
 from medimg.io import load_image
 from medimg.predict import Predictor
-from medimg.train import load_task_split
+from medimg.training.tasks import load_task_split
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Out-of-distribution gate: the penultimate layer alone vs the multi-layer feature ensemble, per shipped model.
 
 Both gates are fitted here the way ``medimg fit-gate`` fits them (:func:`medimg.gate.layer_features`,
-:class:`medimg.calibrate.LayeredDistribution`): training-split statistics, each layer scaled by its validation
+:class:`medimg.ood.LayeredDistribution`): training-split statistics, each layer scaled by its validation
 quantile, the limit at the split-conformal ``--quantile`` of the validation scores. Two ways of combining the
 scaled layer distances are compared: their maximum (what the gate uses) and their mean. The script prints the
 in-distribution test pass rate of each and, per out-of-scope reference set, the share it flags. No out-of-scope
@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from medimg import list_weights, load_spec
-from medimg.calibrate import (
+from medimg.ood import (
     LayeredDistribution,
     Unreadable,
     conformal_threshold,
@@ -29,7 +29,7 @@ from medimg.errors import MedimgError
 from medimg.gate import FEATURE_LAYERS, STAGE_LAYERS, _features
 from medimg.predict import Predictor
 from medimg.preprocess import run as preprocess_run
-from medimg.train import get_task, load_task_split
+from medimg.training.tasks import get_task, load_task_split
 
 COLUMNS = ("penultimate", "max (shipped)", "mean")
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from medimg import explain as ex
-from medimg.data import data_root
+from medimg.catalog import data_root
 from medimg.errors import MedimgError
 from medimg.explain.maps import cam_layer_of
 from medimg.gate import check_distribution, check_image
@@ -193,7 +193,8 @@ def bench_test_set(pred: Predictor, sync: bool) -> None:
     if not task:
         print("  test-set evaluation: skipped (the model has no training task)")
         return
-    from medimg.train import load_task_split, predict_logits
+    from medimg.predict import batch_logits
+    from medimg.training.tasks import load_task_split
 
     t0 = time.perf_counter()
     try:
@@ -202,11 +203,11 @@ def bench_test_set(pred: Predictor, sync: bool) -> None:
         print(f"  test-set evaluation: skipped ({type(err).__name__})")
         return
     t1 = time.perf_counter()
-    predict_logits(pred.model, arrays.x[:64], pred.spec.preprocess, pred.device)  # warm-up
+    batch_logits(pred.model, arrays.x[:64], pred.spec.preprocess, pred.device)  # warm-up
     if sync:
         torch.cuda.synchronize()
     t2 = time.perf_counter()
-    predict_logits(pred.model, arrays.x, pred.spec.preprocess, pred.device, batch_size=256)
+    batch_logits(pred.model, arrays.x, pred.spec.preprocess, pred.device, batch_size=256)
     if sync:
         torch.cuda.synchronize()
     t3 = time.perf_counter()

@@ -1,4 +1,7 @@
-"""``medimg`` command line: train | evaluate | predict | explain."""
+"""``medimg`` command line: train | evaluate | fit-gate | predict | explain.
+
+Training options and their defaults come from :class:`medimg.training.config.TrainConfig` (one place).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,21 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
+
+from medimg.training.config import TrainConfig
 
 __all__ = ["main"]
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
-    from medimg.train import TrainConfig, train
+    from medimg.training.loop import train
 
-    cfg = TrainConfig(task=args.task, arch=args.arch, input_size=args.size, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience,
-                      seed=args.seed, label_smoothing=args.label_smoothing, class_weighting=not args.no_class_weights,
-                      out=args.out, name=args.name, limit=args.limit, device=args.device, num_threads=args.threads,
-                      ema_decay=None if args.ema_decay <= 0 else args.ema_decay, half=not args.fp32,
-                      gate=not args.no_gate)
-    spec = train(cfg, argv)
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    values.update(class_weighting=not args.no_class_weights, half=not args.fp32, gate=not args.no_gate,
+                  ema_decay=None if args.ema_decay is None or args.ema_decay <= 0 else args.ema_decay)
+    spec = train(TrainConfig(**values), argv)
     if spec is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
     print(json.dumps({"name": spec.name, "test": spec.metrics.get("test", {})}, indent=1, default=str))
@@ -28,7 +31,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
-    from medimg.predict import evaluate_split
+    from medimg.training.evaluation import evaluate_split
 
     report = evaluate_split(args.model, split=args.split, device=args.device)
     if args.out:
@@ -91,7 +94,7 @@ def _inside(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _fit_gate(args: argparse.Namespace, argv: list[str]) -> int:
-    from medimg.gate import fit_gate
+    from medimg.training.gate_fit import fit_gate
 
     if args.threads:
         import torch
@@ -111,27 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a model and write weights + spec + test report")
-    t.add_argument("--task", default="kermany-cxr",
+    d = TrainConfig()
+    t.add_argument("--task", default=d.task,
                    help="kermany-cxr, busi, brain-mri, pbc-blood, pneumoniamnist, breastmnist, or csv:LABELS.csv"
                    "[::patient=COL][::modality=M][::channels=3] for a labelled image or DICOM folder")
-    t.add_argument("--arch", default="resnet18")
-    t.add_argument("--size", type=int, default=128, help="input side in pixels")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--weight-decay", type=float, default=1e-4)
-    t.add_argument("--patience", type=int, default=8)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--label-smoothing", type=float, default=0.0)
-    t.add_argument("--no-class-weights", action="store_true")
-    t.add_argument("--out", default="weights")
-    t.add_argument("--name", default=None)
-    t.add_argument("--limit", type=int, default=None, help="first N images per split (quick check)")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--ema-decay", type=float, default=0.995, help="weight EMA decay per step (0 = off)")
-    t.add_argument("--fp32", action="store_true", help="store float32 weights (default: float16 storage)")
-    t.add_argument("--no-gate", action="store_true", help="do not fit the out-of-distribution gate afterwards")
+    t.add_argument("--arch", default=d.arch)
+    t.add_argument("--size", dest="input_size", type=int, default=d.input_size, help="input side in pixels")
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--patience", type=int, default=d.patience)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    t.add_argument("--no-class-weights", action="store_true", default=not d.class_weighting)
+    t.add_argument("--out", default=d.out)
+    t.add_argument("--name", default=d.name)
+    t.add_argument("--limit", type=int, default=d.limit, help="first N images per split (quick check)")
+    t.add_argument("--device", default=d.device)
+    t.add_argument("--threads", dest="num_threads", type=int, default=d.num_threads)
+    t.add_argument("--ema-decay", type=float, default=d.ema_decay, help="weight EMA decay per step (0 = off)")
+    t.add_argument("--fp32", action="store_true", default=not d.half,
+                   help="store float32 weights (default: float16 storage)")
+    t.add_argument("--no-gate", action="store_true", default=not d.gate,
+                   help="do not fit the out-of-distribution gate afterwards")
     t.set_defaults(fn=_train)
     e = sub.add_parser("evaluate", help="evaluate a model on a split and print metrics")
     e.add_argument("--model", required=True, help="path of the spec JSON")

@@ -1,5 +1,7 @@
-"""Predictor: device choice, batched inference, calibrated probabilities and the applicability gate.
+"""The one inference path: device choice, normalised batched logits, temperature-scaled softmax, the decision
+rule, and the Predictor that serves one model with its applicability gate.
 
+Training, evaluation and the app all go through :func:`batch_logits`, :func:`softmax` and :func:`decide`.
 A Predictor wraps one model that may be shared by many app sessions (``st.cache_resource``). Inference never
 mutates it: no hooks, eval mode, ``torch.inference_mode``. Grad-CAM work (which needs hooks) runs on private
 replicas, see :mod:`medimg.explain`.
@@ -7,7 +9,6 @@ replicas, see :mod:`medimg.explain`.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +18,15 @@ import torch
 from torch import nn
 
 from medimg.errors import ModelInputError
-from medimg.gate import GateVerdict, check_image
+from medimg.gate import DistributionGate, GateVerdict, check_image
 from medimg.io.image import MedicalImage, Window
 from medimg.models import load_model
-from medimg.preprocess import Preprocessed
+from medimg.preprocess import Preprocessed, normalise_batch
 from medimg.preprocess import run as preprocess_run
-from medimg.spec import ModelSpec
+from medimg.spec import ModelSpec, PreprocessConfig
 from medimg.uncertainty import Uncertainty, summarise, tta_logits
 
-__all__ = ["Prediction", "Predictor", "choose_device", "softmax", "evaluate_split"]
+__all__ = ["Prediction", "Predictor", "choose_device", "softmax", "decide", "batch_logits", "check_model_input"]
 
 
 def choose_device(pref: str | torch.device = "auto") -> torch.device:
@@ -53,6 +54,82 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def decide(probs: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """The decision rule: label indices for calibrated probabilities.
+
+    Binary models with ``spec.threshold`` and ``spec.positive_label``: the positive class when its probability
+    is >= the threshold; otherwise (and for more classes) the most probable class.
+
+    Parameters
+    ----------
+    probs : (N, K) or (K,) float ndarray
+        Calibrated probabilities.
+    spec : ModelSpec
+
+    Returns
+    -------
+    (N,) int64 ndarray, or a 0-d one for a (K,) input
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if spec.threshold is not None and spec.positive_label is not None and p.shape[-1] == 2:
+        pos = int(spec.positive_label)
+        return np.where(p[..., pos] >= spec.threshold, pos, 1 - pos).astype(np.int64)
+    return np.argmax(p, axis=-1).astype(np.int64)
+
+
+def check_model_input(x: torch.Tensor, config: PreprocessConfig) -> None:
+    """Refuse a batch that is not ``(N, C, H, W)`` float32 of the spec's size with finite values.
+
+    Raises
+    ------
+    ModelInputError
+        Wrong shape, dtype or non-finite values.
+    """
+    c, (h, w) = config.in_chans, config.input_size
+    if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
+        raise ModelInputError(f"Model input must be (N, {c}, {h}, {w}); got {tuple(x.shape)}.")
+    if x.dtype != torch.float32:
+        raise ModelInputError(f"Model input must be float32; got {x.dtype}.")
+    if not torch.isfinite(x).all():
+        raise ModelInputError("Model input holds non-finite values.")
+
+
+@torch.inference_mode()
+def batch_logits(model: nn.Module, x: np.ndarray | torch.Tensor, config: PreprocessConfig,
+                 device: torch.device | str = "cpu", batch_size: int = 256, normalised: bool = False) -> np.ndarray:
+    """Logits of a batch of images, in chunks, under ``torch.inference_mode``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        In eval mode (not changed).
+    x : (N, C, H, W) float32 ndarray or tensor
+        Preprocessed images in [0, 1] (normalised here by :func:`medimg.preprocess.normalise_batch`), or
+        already-normalised model inputs when ``normalised``.
+    config : PreprocessConfig
+        The spec's preprocessing (size, channels, mean/std).
+    device : torch.device or str
+    batch_size : int
+    normalised : bool
+
+    Returns
+    -------
+    (N, K) float32 ndarray
+
+    Raises
+    ------
+    ModelInputError
+        Wrong shape, dtype or non-finite values.
+    """
+    t = torch.as_tensor(x)
+    check_model_input(t, config)
+    out = []
+    for i in range(0, len(t), batch_size):
+        xb = t[i : i + batch_size].to(device)
+        out.append(model(xb if normalised else normalise_batch(xb, config)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
 @dataclass(frozen=True)
@@ -119,7 +196,8 @@ class Predictor:
         self.device = choose_device(device)
         self.model = model.to(self.device).eval()
         self.spec = spec
-        self._gate_lock = threading.Lock()
+        #: The fitted out-of-distribution check (statistics + feature taps sharing the model's weights).
+        self.distribution_gate = DistributionGate(spec, self.model, self.device)
 
     @classmethod
     def from_spec(cls, spec_path: str | Path, device: str | torch.device = "auto") -> Predictor:
@@ -137,17 +215,6 @@ class Predictor:
     def labels(self) -> tuple[str, ...]:
         return self.spec.labels
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        c = self.spec.preprocess.in_chans
-        h, w = self.spec.preprocess.input_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
-            raise ModelInputError(f"Model input must be (N, {c}, {h}, {w}); got {tuple(x.shape)}.")
-        if x.dtype != torch.float32:
-            raise ModelInputError(f"Model input must be float32; got {x.dtype}.")
-        if not torch.isfinite(x).all():
-            raise ModelInputError("Model input holds non-finite values.")
-
-    @torch.inference_mode()
     def logits(self, x: np.ndarray | torch.Tensor, batch_size: int = 128) -> np.ndarray:
         """Raw logits for normalised model inputs.
 
@@ -165,12 +232,7 @@ class Predictor:
         ModelInputError
             Wrong shape, dtype or non-finite values.
         """
-        t = torch.as_tensor(x)
-        self._check_input(t)
-        out = []
-        for i in range(0, len(t), batch_size):
-            out.append(self.model(t[i : i + batch_size].to(self.device)).float().cpu())
-        return torch.cat(out).numpy()
+        return batch_logits(self.model, x, self.spec.preprocess, self.device, batch_size, normalised=True)
 
     def predict_proba(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Calibrated probabilities ``softmax(logits / spec.temperature)``: (N, K) float64."""
@@ -181,20 +243,12 @@ class Predictor:
         return preprocess_run(image, self.spec.preprocess, window)
 
     def decide(self, probs: np.ndarray) -> int:
-        """Label index for one (K,) probability vector under the spec's threshold rule."""
-        s = self.spec
-        if s.threshold is not None and s.positive_label is not None and len(probs) == 2:
-            return s.positive_label if probs[s.positive_label] >= s.threshold else 1 - s.positive_label
-        return int(np.argmax(probs))
+        """Label index for one (K,) probability vector under the spec's decision rule (:func:`decide`)."""
+        return int(decide(probs, self.spec))
 
     def gate(self, image: MedicalImage, pre: Preprocessed) -> GateVerdict:
         """Applicability checks for one image (see :mod:`medimg.gate`)."""
-        from medimg import gate as gate_mod
-
-        checks = list(check_image(image, pre, self.spec))
-        ood = getattr(gate_mod, "check_distribution", None)
-        if ood is not None:
-            checks.extend(ood(self, pre))
+        checks = [*check_image(image, pre, self.spec), *self.distribution_gate.check(pre)]
         return GateVerdict(tuple(checks))
 
     def tta_view_logits(self, model_input: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -215,7 +269,7 @@ class Predictor:
             Wrong shape, dtype or non-finite values.
         """
         t = torch.as_tensor(model_input)[None]
-        self._check_input(t)
+        check_model_input(t, self.spec.preprocess)
         pp = self.spec.preprocess
         fill = [-m / s for m, s in zip(pp.mean, pp.std, strict=True)]
         return tta_logits(self.model, t.to(self.device), self.spec.tta, fill)[:, 0].numpy()
@@ -265,29 +319,3 @@ class Predictor:
                           preprocessed=pre, device=self.device.type,
                           seconds={"preprocess": t1 - t0, "predict": t2 - t1, "gate": t3 - t2},
                           labels=self.spec.labels, uncertainty=unc)
-
-
-def evaluate_split(spec_path: str | Path, split: str = "test", device: str = "auto"):  # noqa: ANN201
-    """Run a shipped model over a data split and build its EvalReport.
-
-    Parameters
-    ----------
-    spec_path : path
-        ``weights/<name>.json``.
-    split : {"train", "val", "test"}
-
-    Returns
-    -------
-    medimg.evaluate.EvalReport
-    """
-    from medimg.evaluate import EvalReport
-    from medimg.train import load_task_split, predict_logits
-
-    pred = Predictor.from_spec(spec_path, device=device)
-    spec = pred.spec
-    task_key = spec.training.get("config", {}).get("task", "kermany-cxr")
-    arrays = load_task_split(task_key, split, spec.preprocess)
-    # the same batched, normalising forward pass training used for the report stored beside the weights
-    probs = softmax(predict_logits(pred.model, arrays.x, spec.preprocess, pred.device), spec.temperature)
-    return EvalReport.build(spec.name, split, list(spec.labels), arrays.y.numpy(), probs, arrays.ids,
-                            spec.positive_label, spec.threshold)

@@ -15,16 +15,18 @@ Steps (each keeps its intermediate image for display):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from PIL import Image
 from skimage import exposure
 from skimage.transform import resize
 
 from medimg.errors import PreprocessError
 from medimg.io.image import MedicalImage, Window, full_range_window
-from medimg.spec import PreprocessConfig
+from medimg.spec import GEOMETRIES, PreprocessConfig
 
-__all__ = ["Step", "Preprocessed", "run", "normalise", "MIN_INPUT_SIDE"]
+__all__ = ["Step", "Preprocessed", "Geometry", "run", "normalise", "normalise_batch", "MIN_INPUT_SIDE"]
 
 #: Images with fewer rows or columns than this are refused (nothing to see at model scale).
 MIN_INPUT_SIDE = 16
@@ -60,11 +62,14 @@ class Preprocessed:
         The last [0, 1] image (before normalisation), at the model's input size.
     model_input : (C, H, W) float32 ndarray
         Normalised network input for one image (add the batch axis for the model).
+    geometry : Geometry or None
+        The geometry step (its :meth:`Geometry.inverse` maps a heat map back onto the original image).
     """
 
     steps: tuple[Step, ...]
     image: np.ndarray
     model_input: np.ndarray
+    geometry: Geometry | None = None
 
 
 def _select_window(image: MedicalImage, config: PreprocessConfig, window: Window | None) -> Window:
@@ -88,38 +93,143 @@ def _to_channels(x: np.ndarray, in_chans: int) -> tuple[np.ndarray, str]:
     return np.broadcast_to(x, (*x.shape[:2], in_chans)), f"grayscale repeated to {in_chans} channels"
 
 
-def _geometry(x: np.ndarray, size: tuple[int, int], policy: str) -> tuple[np.ndarray, str]:
-    rows, cols = x.shape[:2]
-    out_r, out_c = size
-    if policy == "pad":
-        side_r, side_c = max(rows, int(round(cols * out_r / out_c))), max(cols, int(round(rows * out_c / out_r)))
-        canvas = np.zeros((side_r, side_c, x.shape[2]), dtype=np.float32)
-        r0, c0 = (side_r - rows) // 2, (side_c - cols) // 2
-        canvas[r0 : r0 + rows, c0 : c0 + cols] = x
-        x, how = canvas, f"padded to aspect {out_r}:{out_c} with zeros, "
-    elif policy == "crop":
-        target = out_r / out_c
-        if rows / cols > target:
-            keep = int(round(cols * target))
-            r0 = (rows - keep) // 2
-            x = x[r0 : r0 + keep]
+@dataclass(frozen=True)
+class Geometry:
+    """How an image of ``source`` rows x columns becomes the model input of ``target`` size, and back.
+
+    The one definition of the spec's geometry policy: :meth:`forward` is the ``geometry`` step of :func:`run`,
+    :meth:`inverse` maps a model-input-sized map (a heat map) back onto the original image.
+
+    Attributes
+    ----------
+    source : (int, int)
+        (rows, columns) of the image before the step.
+    target : (int, int)
+        (rows, columns) of the model input (``spec.preprocess.input_size``).
+    policy : {"stretch", "pad", "crop"}
+        ``stretch``: resized to ``target`` whatever the aspect ratio; ``pad``: centred on a zero canvas of the
+        target's aspect ratio, then resized; ``crop``: the centred region of the target's aspect ratio, resized
+        (the margins are not seen).
+
+    Raises
+    ------
+    PreprocessError
+        Unknown policy or an empty size.
+    """
+
+    source: tuple[int, int]
+    target: tuple[int, int]
+    policy: str = "stretch"
+
+    def __post_init__(self) -> None:
+        if self.policy not in GEOMETRIES:
+            raise PreprocessError(f"Unknown geometry policy {self.policy!r}; expected one of {', '.join(GEOMETRIES)}.")
+        if min(*self.source, *self.target) < 1:
+            raise PreprocessError(f"Empty geometry: {self.source} -> {self.target}.")
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """(rows, columns) of the picture that is resized to ``target``: the padded canvas (``pad``), the crop
+        (``crop``) or the source itself (``stretch``)."""
+        rows, cols = self.source
+        out_r, out_c = self.target
+        if self.policy == "pad":
+            return max(rows, int(round(cols * out_r / out_c))), max(cols, int(round(rows * out_c / out_r)))
+        if self.policy == "crop":
+            if rows / cols > out_r / out_c:
+                return int(round(cols * out_r / out_c)), cols
+            return rows, int(round(rows * out_c / out_r))
+        return rows, cols
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """(row, column) of the source's first pixel on the canvas (``pad``), or of the crop's first pixel in the
+        source (``crop``); (0, 0) for ``stretch``."""
+        (rows, cols), (side_r, side_c) = self.source, self.canvas
+        if self.policy == "pad":
+            return (side_r - rows) // 2, (side_c - cols) // 2
+        if self.policy == "crop":
+            return (rows - side_r) // 2, (cols - side_c) // 2
+        return 0, 0
+
+    def describe(self) -> str:
+        """What the step does, with the sizes, for display."""
+        how = {"pad": f"padded to aspect {self.target[0]}:{self.target[1]} with zeros, ",
+               "crop": "centre-cropped to aspect, ",
+               "stretch": "stretched (aspect ratio not kept, as in training), "}[self.policy]
+        return f"{how}resized {self.source[0]}x{self.source[1]} -> {self.target[0]}x{self.target[1]}"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The ``geometry`` step: the source image at the model input size.
+
+        Parameters
+        ----------
+        x : (rows, columns, C) float32 ndarray in [0, 1]
+            ``rows, columns == source``; not modified.
+
+        Returns
+        -------
+        (target rows, target columns, C) float32 ndarray in [0, 1]
+            Area-averaged by whole blocks down to 2-4x the target (an exact box low-pass), then an anti-aliased
+            bilinear resize (scikit-image), clipped to [0, 1].
+        """
+        if tuple(x.shape[:2]) != self.source:
+            raise PreprocessError(f"Geometry for {self.source} applied to an image of {x.shape[:2]}.")
+        (r0, c0), (side_r, side_c) = self.offset, self.canvas
+        if self.policy == "pad":
+            canvas = np.zeros((side_r, side_c, x.shape[2]), dtype=np.float32)
+            canvas[r0 : r0 + x.shape[0], c0 : c0 + x.shape[1]] = x
+            x = canvas
+        elif self.policy == "crop":
+            x = x[r0 : r0 + side_r, c0 : c0 + side_c]
+        out_r, out_c = self.target
+        f_r, f_c = max(1, x.shape[0] // (2 * out_r)), max(1, x.shape[1] // (2 * out_c))
+        if f_r > 1 or f_c > 1:
+            # area-average by whole blocks down to 2-4x the target first (an exact box low-pass, ~10x faster on
+            # a full-size radiograph than anti-aliasing the original), then the anti-aliased resize below
+            r, c = (x.shape[0] // f_r) * f_r, (x.shape[1] // f_c) * f_c
+            x = x[:r, :c].reshape(r // f_r, f_r, c // f_c, f_c, x.shape[2]).mean(axis=(1, 3), dtype=np.float32)
+        if x.shape[:2] != (out_r, out_c):
+            x = resize(x, (out_r, out_c, x.shape[2]), order=1, anti_aliasing=True, preserve_range=True,
+                       mode="edge").astype(np.float32)
+        return np.clip(x, 0.0, 1.0)
+
+    def inverse(self, m: np.ndarray) -> np.ndarray:
+        """Map a model-input-sized map back onto the source image (the inverse of :meth:`forward`'s geometry).
+
+        Parameters
+        ----------
+        m : (target rows, target columns) float ndarray in [0, 1]
+            E.g. a CAM heat map; not modified.
+
+        Returns
+        -------
+        (source rows, source columns) float32 ndarray in [0, 1]
+            Bilinear (pixel centres aligned; anti-aliased when shrinking, as torch's ``interpolate(...,
+            antialias=True)``, through Pillow); ``pad``: the canvas with the padding cut away; ``crop``: 0 over the
+            margins the network did not see.
+        """
+        h = np.asarray(m, dtype=np.float32)
+        if h.shape != self.target:
+            raise PreprocessError(f"Expected a {self.target} map, got {h.shape}.")
+        (rows, cols), (side_r, side_c), (r0, c0) = self.source, self.canvas, self.offset
+        if self.policy == "pad":
+            out = _bilinear(h, (side_r, side_c))[r0 : r0 + rows, c0 : c0 + cols]
+        elif self.policy == "crop":
+            out = np.zeros((rows, cols), dtype=np.float32)
+            out[r0 : r0 + side_r, c0 : c0 + side_c] = _bilinear(h, (side_r, side_c))
         else:
-            keep = int(round(rows / target))
-            c0 = (cols - keep) // 2
-            x = x[:, c0 : c0 + keep]
-        how = "centre-cropped to aspect, "
-    else:
-        how = "stretched (aspect ratio not kept, as in training), "
-    f_r, f_c = max(1, x.shape[0] // (2 * out_r)), max(1, x.shape[1] // (2 * out_c))
-    if f_r > 1 or f_c > 1:
-        # area-average by whole blocks down to 2-4x the target first (an exact box low-pass, ~10x faster on
-        # a full-size radiograph than anti-aliasing the original), then the anti-aliased resize below
-        r, c = (x.shape[0] // f_r) * f_r, (x.shape[1] // f_c) * f_c
-        x = x[:r, :c].reshape(r // f_r, f_r, c // f_c, f_c, x.shape[2]).mean(axis=(1, 3), dtype=np.float32)
-    if x.shape[:2] != (out_r, out_c):
-        x = resize(x, (out_r, out_c, x.shape[2]), order=1, anti_aliasing=True, preserve_range=True,
-                   mode="edge").astype(np.float32)
-    return np.clip(x, 0.0, 1.0), f"{how}resized {rows}x{cols} -> {out_r}x{out_c}"
+            out = _bilinear(h, (rows, cols))
+        return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+
+
+def _bilinear(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (h, w) float32 map through Pillow (equal to torch's bilinear ``interpolate`` with
+    ``align_corners=False``, anti-aliased when shrinking, to ~1e-5)."""
+    if tuple(x.shape) == tuple(shape):
+        return x.astype(np.float32, copy=True)
+    img = Image.fromarray(np.ascontiguousarray(x, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((int(shape[1]), int(shape[0])), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _intensity(x: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
@@ -134,11 +244,34 @@ def _intensity(x: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
     return x, "none"
 
 
+def normalise_batch(x: Any, config: PreprocessConfig) -> Any:
+    """``(x - mean) / std`` per channel of a batch: the one place medimg normalises a model input.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) float32 ndarray or torch tensor in [0, 1]
+        Preprocessed images (a tensor stays on its device; no torch import is needed here).
+    config : PreprocessConfig
+        ``mean`` and ``std``, one value per channel C.
+
+    Returns
+    -------
+    (N, C, H, W) float32, same type as ``x``
+    """
+    if isinstance(x, np.ndarray):
+        mean = np.asarray(config.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(config.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        return ((x - mean) / std).astype(np.float32, copy=False)
+    mean = x.new_tensor(config.mean).view(1, -1, 1, 1)  # a torch tensor: same dtype and device as x
+    std = x.new_tensor(config.std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
 def normalise(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """(H, W, C) float32 in [0, 1] -> (C, H, W) float32 ``(x - mean) / std`` (the model input for one image)."""
-    mean = np.asarray(config.mean, dtype=np.float32)
-    std = np.asarray(config.std, dtype=np.float32)
-    return np.ascontiguousarray(((image - mean) / std).transpose(2, 0, 1), dtype=np.float32)
+    """(H, W, C) float32 in [0, 1] -> (C, H, W) float32 ``(x - mean) / std`` (the model input for one image;
+    :func:`normalise_batch` of a batch of one)."""
+    chw = np.ascontiguousarray(np.asarray(image, dtype=np.float32).transpose(2, 0, 1))
+    return np.ascontiguousarray(normalise_batch(chw[None], config)[0])
 
 
 def run(image: MedicalImage, config: PreprocessConfig, window: Window | None = None) -> Preprocessed:
@@ -180,15 +313,15 @@ def run(image: MedicalImage, config: PreprocessConfig, window: Window | None = N
     steps.append(Step("window", f"{win.name}: center {win.center:g}, width {win.width:g} ({win.function}){inv}", x3))
     x, how = _to_channels(x, config.in_chans)
     steps.append(Step("channels", how, x))
+    geometry = Geometry((int(x.shape[0]), int(x.shape[1])), tuple(config.input_size), config.geometry)
     if x.strides[2] == 0:  # grayscale repeated: resize one channel, then copy it (same result, 1/C of the work)
-        x, how = _geometry(np.ascontiguousarray(x[..., :1]), config.input_size, config.geometry)
-        x = np.repeat(x, config.in_chans, axis=2)
+        x = np.repeat(geometry.forward(np.ascontiguousarray(x[..., :1])), config.in_chans, axis=2)
     else:
-        x, how = _geometry(x, config.input_size, config.geometry)
-    steps.append(Step("geometry", how, x))
+        x = geometry.forward(x)
+    steps.append(Step("geometry", geometry.describe(), x))
     x, how = _intensity(x, config.intensity)
     steps.append(Step("intensity", how, x))
     model_input = normalise(x, config)
     steps.append(Step("normalise", f"(x - {list(config.mean)}) / {list(config.std)}",
                       model_input.transpose(1, 2, 0)))
-    return Preprocessed(steps=tuple(steps), image=x, model_input=model_input)
+    return Preprocessed(steps=tuple(steps), image=x, model_input=model_input, geometry=geometry)

@@ -15,7 +15,7 @@ from typing import Any
 
 from medimg.errors import SpecError
 
-__all__ = ["PreprocessConfig", "ModelSpec", "load_spec", "save_spec"]
+__all__ = ["PreprocessConfig", "ModelSpec", "load_spec", "save_spec", "spec_task"]
 
 GEOMETRIES = ("stretch", "pad", "crop")
 INTENSITIES = ("none", "percentile", "equalize")
@@ -200,3 +200,20 @@ def load_spec(path: str | Path) -> ModelSpec:
 def save_spec(spec: ModelSpec, path: str | Path) -> None:
     """Write ``spec`` as indented JSON (UTF-8)."""
     Path(path).write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def spec_task(spec: ModelSpec) -> str:
+    """The training task a spec was trained on (``spec.training["config"]["task"]``), e.g. ``"kermany-cxr"``.
+
+    Raises
+    ------
+    SpecError
+        The spec names no task (it cannot be evaluated or have its gate fitted on a data split; nothing falls
+        back to another task's data).
+    """
+    config = spec.training.get("config") if isinstance(spec.training, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(task, str) or not task:
+        raise SpecError(f"The specification of {spec.name} names no training task (training.config.task), so "
+                        "there is no data split to evaluate it on; add the task it was trained on.")
+    return task

@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["VIEWS", "views_for_modality", "apply_view", "tta_logits", "Uncertainty", "summarise"]
+__all__ = ["VIEWS", "VIEWS_BY_MODALITY", "views_for_modality", "apply_view", "tta_logits", "Uncertainty", "summarise"]
 
 #: Names of the supported views.
 VIEWS = ("identity", "hflip", "vflip", "rot90", "rot180", "rot270", "transpose", "antitranspose",
          "zoom_in", "zoom_out", "shift_left", "shift_right", "shift_up", "shift_down")
 
-_BY_MODALITY = {
+VIEWS_BY_MODALITY = {
     "radiograph": ("identity", "zoom_in", "zoom_out", "shift_left", "shift_right", "shift_up", "shift_down"),
     "ultrasound": ("identity", "hflip", "zoom_in", "zoom_out", "shift_left", "shift_right"),
     "mri": ("identity", "hflip", "zoom_in", "zoom_out", "shift_left", "shift_right"),
@@ -62,9 +62,9 @@ def views_for_modality(modality: str) -> tuple[str, ...]:
         Unknown modality.
     """
     try:
-        return _BY_MODALITY[modality]
+        return VIEWS_BY_MODALITY[modality]
     except KeyError as err:
-        raise ValueError(f"unknown modality {modality!r}; use one of {sorted(_BY_MODALITY)}") from err
+        raise ValueError(f"unknown modality {modality!r}; use one of {sorted(VIEWS_BY_MODALITY)}") from err
 
 
 def _affine(x: torch.Tensor, scale: float, dx: float, dy: float, fill: torch.Tensor) -> torch.Tensor:

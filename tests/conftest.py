@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medimg.data import data_root
+from medimg.catalog import data_root
 from medimg.spec import ModelSpec, PreprocessConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                      labels=("normal", "pneumonia"),
                      preprocess=PreprocessConfig(input_size=(64, 64), in_chans=1, mean=(0.5,), std=(0.25,)),
                      intended_use="Unit tests only.", modalities=("CR", "DX"), body_parts=("CHEST",),
-                     positive_label=1, temperature=1.5, cam_layer="features.conv3")
+                     positive_label=1, temperature=1.5, cam_layer="features.conv3",
+                     training={"config": {"task": "kermany-cxr"}})
     out = tmp_path_factory.mktemp("tiny_model")
     save_weights(model, spec, out)
     return out

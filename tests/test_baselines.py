@@ -10,8 +10,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from medimg import baselines
-from medimg.baselines import fit_baseline_arrays, hog_features, make_classifier
+from medimg.training import baselines
+from medimg.training.baselines import fit_baseline_arrays, hog_features, make_classifier
 
 
 def _stripes(n: int, size: int, rng: np.random.Generator, chans: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +133,7 @@ def test_fit_arrays_errors() -> None:
 
 
 def test_fit_baseline_loads_val_and_test_through_the_task_loader(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The data-loading wrapper, with a stand-in ``medimg.train`` (no torch, no data files): 28 px for a
+    """The data-loading wrapper, with a stand-in ``medimg.training.tasks`` (no torch, no data files): 28 px for a
     MedMNIST task, the positive index from the task's label names, split sizes reported, unknown task refused."""
     rng = np.random.default_rng(9)
     data = {s: _stripes(n, 28, rng) for s, n in (("train", 120), ("val", 60), ("test", 90))}
@@ -145,9 +145,9 @@ def test_fit_baseline_loads_val_and_test_through_the_task_loader(monkeypatch: py
         return types.SimpleNamespace(x=x, y=y, labels=("horizontal", "vertical")[::-1], ids=[])
 
     task = types.SimpleNamespace(medmnist_flag="stripesmnist", in_chans=1, geometry="stretch", positive="horizontal")
-    fake = types.ModuleType("medimg.train")
+    fake = types.ModuleType("medimg.training.tasks")
     fake.TASKS, fake.load_task_split = {"stripes": task}, load_task_split
-    monkeypatch.setitem(sys.modules, "medimg.train", fake)
+    monkeypatch.setitem(sys.modules, "medimg.training.tasks", fake)
     r = baselines.fit_baseline("stripes", "logreg")
     assert sorted(c[1] for c in calls) == ["test", "train", "val"]
     assert {c[2] for c in calls} == {(28, 28)}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medimg.data import data_root
-from medimg.datasets import (
+from medimg.catalog import data_root
+from medimg.training.datasets import (
     SPLITS,
     DatasetError,
     dicom_patient_hash,

@@ -11,32 +11,38 @@ import numpy as np
 import pytest
 import torch
 
-from medimg.calibrate import (
-    SYNTHETIC_KINDS,
+from medimg.errors import SpecError
+from medimg.gate import GateVerdict, check_image
+from medimg.io import load_image
+from medimg.io.image import MedicalImage, Window
+from medimg.models import PENULTIMATE, create_model, feature_extractor, get_architecture, list_models
+from medimg.ood import (
     DistributionModel,
     LayeredDistribution,
     conformal_pass_rate_range,
     conformal_threshold,
     decode_array,
     encode_array,
-    synthetic_images,
 )
-from medimg.errors import SpecError
-from medimg.gate import (
-    FEATURE_LAYERS,
-    STAGE_LAYERS,
-    GateVerdict,
-    check_distribution,
-    check_image,
-    fit_gate,
-    layer_features,
-    penultimate_features,
-)
-from medimg.io import load_image
-from medimg.io.image import MedicalImage, Window
-from medimg.models import create_model, list_models
 from medimg.preprocess import run as preprocess_run
 from medimg.spec import load_spec, save_spec
+from medimg.training.gate_fit import fit_gate
+from medimg.training.reference_sets import SYNTHETIC_KINDS, synthetic_images
+
+
+def layer_features(model: torch.nn.Module, x: torch.Tensor, arch: str, stages: bool = True) -> list[torch.Tensor]:
+    """Stage channel means then penultimate features, through the architecture's feature taps."""
+    names = get_architecture(arch).stage_layers if stages else ()
+    out = feature_extractor(model, arch, stages=stages)(x)
+    return [out[n].mean(dim=(2, 3)) for n in names] + [out[PENULTIMATE]]
+
+
+def penultimate_features(model: torch.nn.Module, x: torch.Tensor, arch: str) -> torch.Tensor:
+    return layer_features(model, x, arch, stages=False)[0]
+
+
+def check_distribution(pred, pre):  # noqa: ANN001, ANN201 - the Predictor's out-of-distribution check
+    return pred.distribution_gate.check(pre)
 
 RGB8 = (Window(127.5, 255.0, "stored range", "LINEAR_EXACT"),)
 
@@ -59,7 +65,7 @@ def _hook_count(model: torch.nn.Module) -> int:
 @pytest.fixture(scope="module")
 def fitted_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the tiny model with a gate fitted on the first images of the shared chest X-ray splits."""
-    from medimg.data import data_root
+    from medimg.catalog import data_root
 
     if not (data_root() / "kermany-cxr" / "MANIFEST.csv").exists():
         pytest.skip("shared kermany-cxr data not found")
@@ -117,7 +123,7 @@ def test_verdict_summary() -> None:
 @pytest.mark.parametrize("arch", list_models())
 def test_penultimate_features_feed_the_head(arch: str) -> None:
     """Head(features) reproduces the logits: the features are exactly what the classifier sees."""
-    assert arch in FEATURE_LAYERS
+    assert get_architecture(arch).penultimate_description
     torch.manual_seed(0)
     model = create_model(arch, 1, 3).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -139,15 +145,15 @@ def test_layer_features_are_the_stage_outputs_channel_means(arch: str) -> None:
     x = torch.randn(2, 1, 64, 64)
     seen: dict[str, torch.Tensor] = {}
     hooks = [model.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.mean((2, 3))))
-             for n in STAGE_LAYERS[arch]]
+             for n in get_architecture(arch).stage_layers]
     with torch.inference_mode():
         logits = model(x)
     for h in hooks:
         h.remove()
     with torch.inference_mode():
         feats = layer_features(model, x, arch)
-        assert len(feats) == len(STAGE_LAYERS[arch]) + 1
-        for name, f in zip(STAGE_LAYERS[arch], feats, strict=False):
+        assert len(feats) == len(get_architecture(arch).stage_layers) + 1
+        for name, f in zip(get_architecture(arch).stage_layers, feats, strict=False):
             torch.testing.assert_close(f, seen[name], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(feats[-1], penultimate_features(model, x, arch))
         torch.testing.assert_close(_head(model, arch)(feats[-1]), logits, rtol=1e-5, atol=1e-5)
@@ -205,6 +211,25 @@ def test_layered_distribution_is_the_largest_scaled_layer_distance() -> None:
 def test_penultimate_features_unknown_architecture() -> None:
     with pytest.raises(SpecError, match="no-such-net"):
         penultimate_features(torch.nn.Identity(), torch.zeros(1, 1, 8, 8), "no-such-net")
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "resnet18", "convnext_tiny"])
+def test_feature_taps_share_the_weights(arch: str) -> None:
+    """The extractor calls the model's own modules: the same parameter storage, and a change to the model's
+    weights changes the taps' output (nothing is copied)."""
+    torch.manual_seed(0)
+    model = create_model(arch, 1, 2).eval()
+    taps = feature_extractor(model, arch)
+    model_ptrs = {p.data_ptr() for p in model.parameters()}
+    assert {p.data_ptr() for p in taps.parameters()} <= model_ptrs
+    x = torch.randn(1, 1, 64, 64)
+    with torch.inference_mode():
+        before = taps(x)[PENULTIMATE].clone()
+        for p in model.parameters():
+            p.mul_(0.5)
+        after = taps(x)[PENULTIMATE]
+    assert not torch.allclose(before, after)
+    assert _hook_count(model) == 0
 
 
 # --- statistics ----------------------------------------------------------------------------------------------
@@ -327,7 +352,7 @@ def test_fit_gate_writes_spec_and_keeps_weights(fitted_dir: Path, tiny_model_dir
     assert spec.sha256 == hashlib.sha256(w).hexdigest()
     d, fit = spec.gate["distribution"], spec.gate["fit"]
     assert d["threshold"] > 0 and d["quantile"] == 0.95 and d["feature_dim"] == 16 + 32 + 64
-    assert [x["layer"] for x in d["layers"]] == ["features.relu1", "features.relu2", FEATURE_LAYERS["smallcnn"]]
+    assert [x["layer"] for x in d["layers"]] == ["features.relu1", "features.relu2", get_architecture("smallcnn").penultimate_description]
     assert [x["feature_dim"] for x in d["layers"]] == [16, 32, 64] and all(x["scale"] > 0 for x in d["layers"])
     assert d["domain"] == "paediatric chest radiographs"
     assert fit["n"] == {"train": 40, "val": 40, "test": 40}
@@ -344,7 +369,7 @@ def test_fit_gate_writes_spec_and_keeps_weights(fitted_dir: Path, tiny_model_dir
 
 
 def test_fitted_gate_flags_noise_and_passes_training_like_images(fitted_dir: Path, shared_data: Path) -> None:
-    from medimg.data import read_manifest
+    from medimg.catalog import read_manifest
     from medimg.predict import Predictor
 
     pred = Predictor.from_spec(fitted_dir / "tiny_smallcnn.json", device="cpu")
@@ -364,10 +389,10 @@ def test_fitted_gate_flags_noise_and_passes_training_like_images(fitted_dir: Pat
     assert sum(passed) >= 9
     assert _hook_count(pred.model) == 0 and not pred.model.training
     assert all(torch.equal(before[k], v) for k, v in pred.model.state_dict().items())
-    # parsed once and cached on the predictor (same object on the next call)
-    state = pred.__dict__["_ood_state"]
+    # parsed once, when the Predictor is built (an attribute of its own, not a cache on its __dict__)
+    gate = pred.distribution_gate
     pred.predict(noise)
-    assert pred.__dict__["_ood_state"] is state
+    assert pred.distribution_gate is gate and gate.fitted
 
 
 def test_fitted_gate_distance_is_deterministic_and_batched_equal(fitted_dir: Path) -> None:
@@ -378,10 +403,7 @@ def test_fitted_gate_distance_is_deterministic_and_batched_equal(fitted_dir: Pat
     pres = [pred.preprocess(im) for im in ims]
     one = [check_distribution(pred, p)[0].value for p in pres]
     assert one == [check_distribution(pred, p)[0].value for p in pres]
-    from medimg.gate import _distribution_state, _model_features
-
-    model, _ = _distribution_state(pred)
-    batched = model.score(_model_features(pred, model, np.stack([p.model_input for p in pres])))
+    batched = pred.distribution_gate.scores(np.stack([p.model_input for p in pres]))
     np.testing.assert_allclose(one, batched, rtol=1e-4, atol=6e-4)  # the check's value is rounded to 3 decimals
 
 
@@ -396,7 +418,7 @@ def test_penultimate_only_gate_is_a_distance_and_still_read(tiny_model_dir: Path
     path = tmp_path / "tiny_smallcnn.json"
     spec = fit_gate(path, quantile=0.9, limit=12, out_of_scope=False, device="cpu", stages=False)
     d = spec.gate["distribution"]
-    assert "layers" not in d and d["feature_dim"] == 64 and d["layer"] == FEATURE_LAYERS["smallcnn"]
+    assert "layers" not in d and d["feature_dim"] == 64 and d["layer"] == get_architecture("smallcnn").penultimate_description
     pred = Predictor.from_spec(path, device="cpu")
     noise = pred.preprocess(_gray(np.random.default_rng(3).uniform(0, 255, (90, 90))))
     (check,) = check_distribution(pred, noise)
@@ -416,9 +438,8 @@ def test_gate_fitted_on_other_layers_is_refused(fitted_dir: Path, tmp_path: Path
     gate = json.loads(json.dumps(spec.gate))
     gate["distribution"]["layers"][0]["layer"] = "features.conv1"
     save_spec(spec.replace(gate=gate), tmp_path / "tiny_smallcnn.json")
-    pred = Predictor.from_spec(tmp_path / "tiny_smallcnn.json", device="cpu")
-    with pytest.raises(SpecError, match="fit-gate"):
-        pred.predict(_gray(np.random.default_rng(0).uniform(0, 255, (80, 80))))
+    with pytest.raises(SpecError, match="fit-gate"):  # refused when the model is loaded, before any image
+        Predictor.from_spec(tmp_path / "tiny_smallcnn.json", device="cpu")
 
 
 def test_malformed_gate_raises_spec_error(fitted_dir: Path, tmp_path: Path) -> None:
@@ -430,9 +451,8 @@ def test_malformed_gate_raises_spec_error(fitted_dir: Path, tmp_path: Path) -> N
     gate = json.loads(json.dumps(spec.gate))
     gate["distribution"]["threshold"] = -1
     save_spec(spec.replace(gate=gate), tmp_path / "tiny_smallcnn.json")
-    pred = Predictor.from_spec(tmp_path / "tiny_smallcnn.json", device="cpu")
     with pytest.raises(SpecError, match="threshold"):
-        pred.predict(_gray(np.random.default_rng(0).uniform(0, 255, (80, 80))))
+        Predictor.from_spec(tmp_path / "tiny_smallcnn.json", device="cpu")
 
 
 def test_cli_fit_gate(tiny_model_dir: Path, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture) -> None:
@@ -451,7 +471,7 @@ def test_cli_fit_gate(tiny_model_dir: Path, tmp_path: Path, shared_data: Path, c
 
 def test_fit_gate_keeps_concurrent_spec_edits_and_refuses_changed_weights(
         tiny_model_dir: Path, tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import medimg.gate as gate_mod
+    import medimg.training.gate_fit as gate_mod
 
     for p in tiny_model_dir.iterdir():
         shutil.copy(p, tmp_path / p.name)

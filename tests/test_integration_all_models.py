@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from medimg import list_weights
-from medimg.calibrate import conformal_pass_rate_range
+from medimg.ood import conformal_pass_rate_range
 from medimg.evaluate import EvalReport
 from medimg.io import load_image
 from medimg.predict import Predictor
 from medimg.spec import load_spec
-from medimg.train import get_task
+from medimg.training.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = list_weights(REPO / "weights")
@@ -81,7 +81,7 @@ def test_app_path_reproduces_stored_probabilities(spec_path: Path, shared_data: 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec_path", SHIPPED, ids=IDS)
 def test_full_test_split_reproduces_spec_metrics(spec_path: Path) -> None:
-    from medimg.predict import evaluate_split
+    from medimg.training.evaluation import evaluate_split
 
     spec = load_spec(spec_path)
     rep = evaluate_split(spec_path, "test", device="cpu")

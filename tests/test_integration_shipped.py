@@ -53,7 +53,7 @@ def test_app_path_reproduces_stored_probabilities(shipped: Predictor, report: Ev
 
 @pytest.mark.slow
 def test_full_test_split_reproduces_spec_metrics(shipped_spec: Path) -> None:
-    from medimg.predict import evaluate_split
+    from medimg.training.evaluation import evaluate_split
 
     spec = load_spec(shipped_spec)
     rep = evaluate_split(shipped_spec, "test", device="cpu")
@@ -96,14 +96,14 @@ def test_fitted_gate_passes_chest_xrays_and_refuses_out_of_scope(shipped: Predic
     idx = np.linspace(0, len(report.ids) - 1, 40).astype(int)
     passed = [_distribution(shipped.predict(load_image(folder / report.ids[i]))).passed for i in idx]
     assert np.mean(passed) >= 0.9
-    from medimg.calibrate import synthetic_images
+    from medimg.training.reference_sets import synthetic_images
 
     for kind in ("noise", "photo-like colour textures", "colour gradients"):
         for im in synthetic_images(kind, 3, seed=123):
             d = _distribution(shipped.predict(im))
             assert not d.passed and "looks unlike" in d.reason, kind
     for sub in ("brain-mri", "pbc-blood"):
-        from medimg.calibrate import _manifest_sample
+        from medimg.training.reference_sets import _manifest_sample
 
         for p in _manifest_sample(shared_data / sub, 5, seed=99):
             assert not _distribution(shipped.predict(load_image(p))).passed, p.name

@@ -147,7 +147,7 @@ def test_gate_flags_wrong_modality_dicom_shared_ct(pred: Predictor, shared_data:
 @pytest.fixture(scope="module")
 def gated(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Predictor:
     """The tiny model with a distribution gate fitted on the first shared chest X-rays of each split."""
-    from medimg.gate import fit_gate
+    from medimg.training.gate_fit import fit_gate
 
     out = tmp_path_factory.mktemp("gated")
     for p in tiny_model_dir.iterdir():
@@ -157,8 +157,8 @@ def gated(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, shared
 
 
 def test_ood_check_flags_noise_and_out_of_scope(gated: Predictor, shared_data: Path) -> None:
-    from medimg.calibrate import synthetic_images
-    from medimg.data import read_manifest
+    from medimg.training.reference_sets import synthetic_images
+    from medimg.catalog import read_manifest
 
     noise = gated.predict(_texture(11, (256, 256)))
     assert "distribution" in _failed(noise)

@@ -184,7 +184,8 @@ def test_input_not_mutated(rng: np.random.Generator, geometry: str, intensity: s
 
 
 def test_training_data_goes_through_the_same_function(shared_data: Path) -> None:
-    from medimg.data import load_manifest_split, read_manifest
+    from medimg.catalog import read_manifest
+    from medimg.training.data import load_manifest_split
 
     folder = shared_data / "kermany-cxr"
     cfg = _cfg(input_size=(96, 96))
@@ -194,3 +195,64 @@ def test_training_data_goes_through_the_same_function(shared_data: Path) -> None
     for i, path in enumerate(arrays.ids):
         ref = run(load_image(folder / path), cfg).image.transpose(2, 0, 1)
         np.testing.assert_array_equal(arrays.x[i].numpy(), ref)
+
+
+# --- the one geometry object: forward and inverse ------------------------------------------------------------
+
+@pytest.mark.parametrize("policy", ["stretch", "pad", "crop"])
+@pytest.mark.parametrize("source", [(300, 200), (200, 300), (64, 64), (1000, 997)])
+def test_geometry_round_trip(policy: str, source: tuple[int, int]) -> None:
+    """forward then inverse gives back a smooth image where the network saw it (and 0 over crop margins);
+    a bright block lands at the same place after the round trip."""
+    from medimg.preprocess import Geometry
+
+    rows, cols = source
+    rr, cc = np.mgrid[0:rows, 0:cols]
+    smooth = (0.5 + 0.4 * np.sin(rr / rows * np.pi) * np.cos(cc / cols * np.pi)).astype(np.float32)
+    g = Geometry(source, (64, 64), policy)
+    back = g.inverse(g.forward(smooth[..., None])[..., 0])
+    assert back.shape == source and back.dtype == np.float32
+    (r0, c0), (side_r, side_c) = g.offset, g.canvas
+    if policy == "crop":
+        seen = np.zeros(source, bool)
+        seen[r0 : r0 + side_r, c0 : c0 + side_c] = True
+        assert np.all(back[~seen] == 0)
+    else:
+        seen = np.ones(source, bool)
+    inner = seen.copy()
+    inner[: rows // 10] = inner[-rows // 10 :] = False  # the zero padding blurs into the borders
+    inner[:, : cols // 10] = inner[:, -cols // 10 :] = False
+    np.testing.assert_allclose(back[inner], smooth[inner], atol=0.03)
+    block = np.zeros(source, np.float32)
+    br, bc = rows // 2 + rows // 8, cols // 2 - cols // 8
+    block[br - rows // 10 : br + rows // 10, bc - cols // 10 : bc + cols // 10] = 1
+    peak = np.unravel_index(np.argmax(g.inverse(g.forward(block[..., None])[..., 0])), source)
+    assert abs(peak[0] - br) <= rows // 10 and abs(peak[1] - bc) <= cols // 10
+
+
+def test_geometry_forward_is_the_preprocessing_step_and_refuses_misuse() -> None:
+    from medimg.preprocess import Geometry
+
+    img = _img(np.random.default_rng(5).uniform(0, 255, (120, 80)).astype(np.float32))
+    cfg = PreprocessConfig(input_size=(32, 32), in_chans=1, mean=(0.5,), std=(0.25,), geometry="pad")
+    pre = run(img, cfg)
+    g = pre.geometry
+    assert g == Geometry((120, 80), (32, 32), "pad") and g.canvas == (120, 120) and g.offset == (0, 20)
+    windowed = pre.steps[0].image
+    np.testing.assert_array_equal(g.forward(windowed), pre.steps[2].image)
+    assert next(s for s in pre.steps if s.name == "geometry").description == g.describe()
+    with pytest.raises(PreprocessError):
+        g.inverse(np.zeros((16, 16), np.float32))
+    with pytest.raises(PreprocessError):
+        Geometry((10, 10), (8, 8), "squash")
+
+
+def test_cam_maps_back_through_the_geometry_inverse() -> None:
+    """explain.to_original is the preprocessing geometry's inverse (one definition, not a mirror)."""
+    from medimg.explain import to_original
+    from medimg.preprocess import Geometry
+
+    h = np.random.default_rng(2).uniform(0, 1, (28, 28)).astype(np.float32)
+    for policy in ("stretch", "pad", "crop"):
+        np.testing.assert_array_equal(to_original(h, (90, 41), (28, 28), policy),
+                                      Geometry((90, 41), (28, 28), policy).inverse(h))

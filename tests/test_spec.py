@@ -141,3 +141,15 @@ def test_labels_must_be_distinct_strings(labels: object) -> None:
     d["positive_label"] = None
     with pytest.raises(SpecError):
         ModelSpec.from_dict(d)
+
+
+def test_spec_without_task_is_a_spec_error_not_chest_xrays() -> None:
+    """A spec that names no training task cannot be evaluated or gate-fitted: SpecError, no fallback task."""
+    from medimg.errors import SpecError
+    from medimg.spec import ModelSpec, PreprocessConfig, spec_task
+
+    spec = ModelSpec(name="no_task", title="t", architecture="smallcnn", labels=("a", "b"),
+                     preprocess=PreprocessConfig(input_size=(32, 32), in_chans=1, mean=(0.5,), std=(0.25,)))
+    with pytest.raises(SpecError, match="names no training task"):
+        spec_task(spec)
+    assert spec_task(spec.replace(training={"config": {"task": "busi"}})) == "busi"

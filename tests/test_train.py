@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from medimg import train as mtrain
+from medimg.training import loop as mtrain
 from medimg.evaluate import EvalReport
 from medimg.models import load_model
 from medimg.spec import load_spec
-from medimg.train import TrainConfig, fit_temperature, train
+from medimg.training.calibration import fit_temperature
+from medimg.training.config import TrainConfig
+from medimg.training.loop import train
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +60,7 @@ def test_tiny_training_run_interrupted_and_resumed(tmp_path: Path, shared_data: 
 
     # run 2: the same command resumes at epoch 2
     monkeypatch.setattr(mtrain, "_save_checkpoint", real_save)
-    with caplog.at_level(logging.INFO, logger="medimg.train"):
+    with caplog.at_level(logging.INFO, logger="medimg.training.loop"):
         spec = train(_cfg(tmp_path, 2))
     assert "resumed from epoch 1" in caplog.text
     history = json.loads((tmp_path / "tiny_run.log.json").read_text())["history"]
@@ -95,10 +97,11 @@ def test_tiny_training_run_interrupted_and_resumed(tmp_path: Path, shared_data: 
 
     with safe_open(str(w), "pt") as fh:
         assert {fh.get_tensor(k).dtype for k in fh.keys()} <= {torch.float16, torch.int64}
-    from medimg.train import load_task_split, predict_logits
+    from medimg.predict import batch_logits
+    from medimg.training.tasks import load_task_split
 
     test = load_task_split("kermany-cxr", "test", on_disk.preprocess, limit=24)
-    again = softmax(predict_logits(model, test.x, on_disk.preprocess, torch.device("cpu")), on_disk.temperature)
+    again = softmax(batch_logits(model, test.x, on_disk.preprocess, torch.device("cpu")), on_disk.temperature)
     np.testing.assert_allclose(again, report.probs, atol=2e-6)
     assert on_disk.tta == ("identity", "zoom_in", "zoom_out", "shift_left", "shift_right", "shift_up", "shift_down")
 
@@ -144,7 +147,7 @@ def test_fit_temperature_recovers_known_temperature() -> None:
 def test_unknown_task_and_bad_csv_options_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from medimg.cli import main
     from medimg.errors import SpecError
-    from medimg.train import get_task
+    from medimg.training.tasks import get_task
 
     with pytest.raises(SpecError, match="unknown task 'chest'"):
         get_task("chest")

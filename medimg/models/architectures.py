@@ -1,48 +1,87 @@
-"""Architecture registry and safe weights I/O (safetensors only, sha256 checked, strict loading).
+"""The architecture registry: one :class:`Architecture` descriptor per network.
+
+A descriptor holds everything the rest of medimg needs to know about a network, in one place: its factory, the
+Grad-CAM target layer, the layer at the end of each resolution stage (per-stage CAMs for teaching, the
+out-of-distribution gate's early layers), and the classifier head's input (the penultimate features). Feature
+taps are torchvision's :func:`~torchvision.models.feature_extraction.create_feature_extractor` over the model
+itself: the extractor calls the model's own submodules (it shares, never copies, the weights), registers no hooks
+and keeps no state, so it is safe on a model shared by concurrent sessions.
 
 A tiny public API over private machinery, as timm does: :func:`create_model`, :func:`list_models`,
-:func:`save_weights`, :func:`load_model`.
+:func:`get_architecture`, :func:`feature_extractor`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torchvision
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
 
-from medimg.errors import SpecError, WeightsError
-from medimg.spec import ModelSpec, load_spec, save_spec
+from medimg.errors import SpecError
 
-__all__ = ["create_model", "list_models", "save_weights", "load_model", "load_state_dict_file", "sha256_bytes",
-           "SmallCNN", "MAX_WEIGHTS_BYTES"]
+__all__ = ["Architecture", "register", "get_architecture", "list_models", "create_model", "feature_extractor",
+           "SmallCNN", "DEFAULT_CAM_LAYER", "PENULTIMATE"]
 
-#: Largest weights file read (bytes); shipped files are a few MB.
-MAX_WEIGHTS_BYTES = 512 * 1024 * 1024
-#: Largest safetensors JSON header accepted (bytes).
-MAX_HEADER_BYTES = 4 * 1024 * 1024
-
-_REGISTRY: dict[str, Callable[[int, int], nn.Module]] = {}
+#: Output name of the penultimate features in :func:`feature_extractor`'s result.
+PENULTIMATE = "penultimate"
 
 
-def _register(name: str) -> Callable[[Callable[[int, int], nn.Module]], Callable[[int, int], nn.Module]]:
-    def deco(fn: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
-        _REGISTRY[name] = fn
-        return fn
+@dataclass(frozen=True)
+class Architecture:
+    """What medimg knows about one registered network.
 
-    return deco
+    Attributes
+    ----------
+    name : str
+        Registry name (``--arch``; ``ModelSpec.architecture``).
+    factory : callable ``(in_chans, num_classes) -> nn.Module``
+        Builds the untrained network; it takes (N, in_chans, H, W) float32 and returns (N, num_classes) logits.
+    cam_layer : str
+        Default Grad-CAM target layer (dotted module path): the last convolutional block.
+    stage_layers : tuple of str
+        Module paths at the end of the resolution stages before ``cam_layer`` (coarsening with depth).
+    penultimate_node : str
+        FX node whose output is the classifier head's input, (N, D) after global pooling.
+    penultimate_description : str
+        How that layer is named to users (e.g. in the gate's reasons).
+    """
+
+    name: str
+    factory: Callable[[int, int], nn.Module]
+    cam_layer: str
+    stage_layers: tuple[str, ...]
+    penultimate_node: str
+    penultimate_description: str
+
+    def create(self, in_chans: int = 1, num_classes: int = 2) -> nn.Module:
+        """Build the untrained network (train mode)."""
+        return self.factory(in_chans, num_classes)
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(arch: Architecture) -> Architecture:
+    """Add ``arch`` to the registry.
+
+    Raises
+    ------
+    SpecError
+        A different architecture is already registered under ``arch.name`` (names are unique: a spec names
+        exactly one network).
+    """
+    if arch.name in _REGISTRY and _REGISTRY[arch.name] != arch:
+        raise SpecError(f"An architecture named {arch.name!r} is already registered.")
+    _REGISTRY[arch.name] = arch
+    return arch
 
 
 class SmallCNN(nn.Module):
-    """The classic small CNN for teaching: (conv -> ReLU -> max-pool) x 3 -> fully connected x 2.
+    """The classic small CNN for teaching: (conv -> ReLU -> max-pool) x depth -> fully connected x 2.
 
     Parameters
     ----------
@@ -51,37 +90,43 @@ class SmallCNN(nn.Module):
     num_classes : int
         Output logits K.
     width : int
-        Channels of the first convolution (doubled at each block).
+        Channels of the first convolution (doubled at each block), 4-64.
+    depth : int
+        Convolutional blocks, 2 or 3 (a 28 px input reaches 7 x 7 or 3 x 3 cells).
+    kernel_size : int
+        Odd convolution kernel side, 3-7 ("same" padding).
 
     Notes
     -----
-    Input (N, C, H, W) float32, any H, W >= 8 (global average pooling before the classifier).
-    Output (N, K) logits. Grad-CAM target layer: ``features.conv3``.
+    Input (N, C, H, W) float32, H, W >= 2**depth. The last block has no pooling of its own: global average
+    pooling feeds the classifier. Output (N, K) logits. Grad-CAM target layer: ``features.conv<depth>``.
     """
 
-    def __init__(self, in_chans: int = 1, num_classes: int = 2, width: int = 16) -> None:
+    def __init__(self, in_chans: int = 1, num_classes: int = 2, width: int = 16, depth: int = 3,
+                 kernel_size: int = 3) -> None:
         super().__init__()
-        w = width
+        if depth not in (2, 3) or not 4 <= width <= 64 or kernel_size not in (3, 5, 7):
+            raise SpecError(f"SmallCNN takes depth 2-3, width 4-64 and kernel 3, 5 or 7; got depth {depth}, "
+                            f"width {width}, kernel {kernel_size}.")
+        self.depth, self.width, self.kernel_size = depth, width, kernel_size
         self.features = nn.Sequential()
-        self.features.add_module("conv1", nn.Conv2d(in_chans, w, 3, padding=1))
-        self.features.add_module("relu1", nn.ReLU())
-        self.features.add_module("pool1", nn.MaxPool2d(2))
-        self.features.add_module("conv2", nn.Conv2d(w, 2 * w, 3, padding=1))
-        self.features.add_module("relu2", nn.ReLU())
-        self.features.add_module("pool2", nn.MaxPool2d(2))
-        self.features.add_module("conv3", nn.Conv2d(2 * w, 4 * w, 3, padding=1))
-        self.features.add_module("relu3", nn.ReLU())
+        c_in, c_out = in_chans, width
+        for b in range(1, depth + 1):
+            self.features.add_module(f"conv{b}", nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2))
+            self.features.add_module(f"relu{b}", nn.ReLU())
+            if b < depth:
+                self.features.add_module(f"pool{b}", nn.MaxPool2d(2))
+            c_in, c_out = c_out, 2 * c_out
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * w, 4 * w), nn.ReLU(), nn.Dropout(0.2),
-                                        nn.Linear(4 * w, num_classes))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in, c_in), nn.ReLU(), nn.Dropout(0.2),
+                                        nn.Linear(c_in, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)  # (N, 4w, H/4, W/4)
-        x = self.pool(x)  # (N, 4w, 1, 1)
+        x = self.features(x)  # (N, w * 2**(depth-1), H / 2**(depth-1), W / 2**(depth-1))
+        x = self.pool(x)  # (N, w * 2**(depth-1), 1, 1)
         return self.classifier(x)  # (N, K)
 
 
-@_register("smallcnn")
 def _smallcnn(in_chans: int, num_classes: int) -> nn.Module:
     return SmallCNN(in_chans, num_classes)
 
@@ -93,14 +138,12 @@ def _adapt_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:
                      bias=conv.bias is not None)
 
 
-@_register("resnet18")
 def _resnet18(in_chans: int, num_classes: int) -> nn.Module:
     m = torchvision.models.resnet18(weights=None, num_classes=num_classes)
     m.conv1 = _adapt_first_conv(m.conv1, in_chans)
     return m
 
 
-@_register("resnet10")
 def _resnet10(in_chans: int, num_classes: int) -> nn.Module:
     """ResNet-10: torchvision's ResNet with one BasicBlock per stage (4.9 M parameters, ~55 % of ResNet-18's
     compute), for small data sets."""
@@ -109,7 +152,6 @@ def _resnet10(in_chans: int, num_classes: int) -> nn.Module:
     return m
 
 
-@_register("resnet10_small")
 def _resnet10_small(in_chans: int, num_classes: int) -> nn.Module:
     """ResNet-10 for 28-64 px inputs: 3x3 stride-1 stem and no max-pool (as the CIFAR ResNets of He et al.
     2016, section 4.2), widths 32-64-128-256 (1.2 M parameters). A 28 px input reaches layer4 at 4 x 4."""
@@ -135,35 +177,30 @@ def _resnet10_small(in_chans: int, num_classes: int) -> nn.Module:
     return m
 
 
-@_register("resnet34")
 def _resnet34(in_chans: int, num_classes: int) -> nn.Module:
     m = torchvision.models.resnet34(weights=None, num_classes=num_classes)
     m.conv1 = _adapt_first_conv(m.conv1, in_chans)
     return m
 
 
-@_register("densenet121")
 def _densenet121(in_chans: int, num_classes: int) -> nn.Module:
     m = torchvision.models.densenet121(weights=None, num_classes=num_classes)
     m.features.conv0 = _adapt_first_conv(m.features.conv0, in_chans)
     return m
 
 
-@_register("efficientnet_b0")
 def _efficientnet_b0(in_chans: int, num_classes: int) -> nn.Module:
     m = torchvision.models.efficientnet_b0(weights=None, num_classes=num_classes)
     m.features[0][0] = _adapt_first_conv(m.features[0][0], in_chans)
     return m
 
 
-@_register("mobilenet_v3_small")
 def _mobilenet_v3_small(in_chans: int, num_classes: int) -> nn.Module:
     m = torchvision.models.mobilenet_v3_small(weights=None, num_classes=num_classes)
     m.features[0][0] = _adapt_first_conv(m.features[0][0], in_chans)
     return m
 
 
-@_register("convnext_tiny")
 def _convnext_tiny(in_chans: int, num_classes: int) -> nn.Module:
     """ConvNeXt-T (Liu et al. 2022, "A ConvNet for the 2020s"), 28 M parameters; 4x4 stride-4 patchify stem
     adapted to ``in_chans``. Best with ImageNet pretraining and >= 128 px inputs (layer features.7 is H/32)."""
@@ -172,23 +209,48 @@ def _convnext_tiny(in_chans: int, num_classes: int) -> nn.Module:
     return m
 
 
-#: Default Grad-CAM target layer per architecture (last convolutional block).
-DEFAULT_CAM_LAYER = {
-    "smallcnn": "features.conv3",
-    "resnet10": "layer4",
-    "resnet10_small": "layer4",
-    "resnet18": "layer4",
-    "resnet34": "layer4",
-    "densenet121": "features.norm5",
-    "efficientnet_b0": "features.8",
-    "mobilenet_v3_small": "features.12",
-    "convnext_tiny": "features.7",
-}
+_RESNET_STAGES = ("layer1", "layer2", "layer3")
+_POOLED = "avgpool (global average of {})"
+for _arch in (
+    Architecture("smallcnn", _smallcnn, "features.conv3", ("features.relu1", "features.relu2"), "classifier.0",
+                 "pool (global average of features.relu3)"),
+    Architecture("resnet10", _resnet10, "layer4", _RESNET_STAGES, "flatten", _POOLED.format("layer4")),
+    Architecture("resnet10_small", _resnet10_small, "layer4", _RESNET_STAGES, "flatten", _POOLED.format("layer4")),
+    Architecture("resnet18", _resnet18, "layer4", _RESNET_STAGES, "flatten", _POOLED.format("layer4")),
+    Architecture("resnet34", _resnet34, "layer4", _RESNET_STAGES, "flatten", _POOLED.format("layer4")),
+    Architecture("densenet121", _densenet121, "features.norm5",
+                 ("features.denseblock1", "features.denseblock2", "features.denseblock3"), "flatten",
+                 "global average of relu(features.norm5)"),
+    Architecture("efficientnet_b0", _efficientnet_b0, "features.8", ("features.2", "features.3", "features.5"),
+                 "flatten", _POOLED.format("features.8")),
+    Architecture("mobilenet_v3_small", _mobilenet_v3_small, "features.12", ("features.1", "features.3", "features.8"),
+                 "flatten", _POOLED.format("features.12")),
+    Architecture("convnext_tiny", _convnext_tiny, "features.7", ("features.1", "features.3", "features.5"),
+                 "classifier.1", "classifier.0 (LayerNorm of the global average of features.7)"),
+):
+    register(_arch)
+
+#: Default Grad-CAM target layer per architecture (read from the descriptors).
+DEFAULT_CAM_LAYER: dict[str, str] = {name: a.cam_layer for name, a in _REGISTRY.items()}
 
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, sorted."""
     return sorted(_REGISTRY)
+
+
+def get_architecture(name: str) -> Architecture:
+    """The registry's descriptor of ``name``.
+
+    Raises
+    ------
+    SpecError
+        Unknown architecture name.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError as err:
+        raise SpecError(f"Unknown architecture {name!r}; known: {', '.join(list_models())}.") from err
 
 
 def create_model(name: str, in_chans: int = 1, num_classes: int = 2) -> nn.Module:
@@ -213,148 +275,37 @@ def create_model(name: str, in_chans: int = 1, num_classes: int = 2) -> nn.Modul
     SpecError
         Unknown architecture name.
     """
-    try:
-        factory = _REGISTRY[name]
-    except KeyError as err:
-        raise SpecError(f"Unknown architecture {name!r}; known: {', '.join(list_models())}.") from err
-    return factory(in_chans, num_classes)
+    return get_architecture(name).create(in_chans, num_classes)
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
+def feature_extractor(model: nn.Module, architecture: str, stages: bool = True) -> nn.Module:
+    """Feature taps of ``model``: its stage outputs and penultimate features, in one forward pass.
 
-
-def _check_header(data: bytes, label: str) -> None:
-    """Validate the safetensors framing before the library parses it (bounded memory, no surprises)."""
-    if len(data) < 8:
-        raise WeightsError(f"{label} is not a safetensors file (too short).")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER_BYTES or n > len(data) - 8:
-        raise WeightsError(f"{label} is not a valid safetensors file (header of {n:,} bytes declared).")
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise WeightsError(f"{label} is not a valid safetensors file (header is not JSON).") from err
-    if not isinstance(header, dict):
-        raise WeightsError(f"{label} is not a valid safetensors file.")
-
-
-def load_state_dict_file(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a ``.safetensors`` file into a CPU state dict, checking its sha256 first.
-
-    Parameters
-    ----------
-    path : path
-        Must end in ``.safetensors``.
-    sha256 : str, optional
-        Expected hex digest; when given, a mismatch raises before anything is parsed (fail closed).
-
-    Raises
-    ------
-    WeightsError
-        Wrong suffix, missing, too large, hash mismatch, or not a valid safetensors file (e.g. a pickle).
-    """
-    p = Path(path)
-    label = f"Weights file {p.name}"
-    if p.suffix != ".safetensors":
-        raise WeightsError(f"{label}: only .safetensors weights are loaded.")
-    try:
-        size = p.stat().st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise WeightsError(f"{label} is larger than {MAX_WEIGHTS_BYTES // 2**20} MB.")
-        data = p.read_bytes()
-    except FileNotFoundError as err:
-        raise WeightsError(f"{label} is missing.") from err
-    except OSError as err:
-        raise WeightsError(f"{label} cannot be read.") from err
-    if sha256 is not None and sha256_bytes(data) != sha256.lower():
-        raise WeightsError(f"{label} does not match the sha256 in its specification; it was changed or damaged.")
-    _check_header(data, label)
-    try:
-        return st_load(data)
-    except (SafetensorError, ValueError, RuntimeError, OverflowError) as err:
-        raise WeightsError(f"{label} is not a valid safetensors file.") from err
-
-
-def save_weights(model: nn.Module, spec: ModelSpec, directory: str | Path, half: bool = False) -> ModelSpec:
-    """Write ``<spec.name>.safetensors`` and ``<spec.name>.json`` with the file's sha256 in the spec.
+    Built with torchvision's ``create_feature_extractor`` (FX): the returned module calls ``model``'s own
+    submodules, so it shares every parameter and buffer (nothing is copied), registers no hooks and keeps no
+    state between calls.
 
     Parameters
     ----------
     model : torch.nn.Module
-        Trained network (any device); its state dict is copied to the CPU.
-    spec : ModelSpec
-        The spec to store; ``sha256`` is filled in.
-    directory : path
-        Output folder (created).
-    half : bool
-        Store floating tensors as float16 (halves the size; loaded back as float32).
+        Built by :func:`create_model` for ``architecture`` (any weights).
+    architecture : str
+    stages : bool
+        False: only the penultimate features.
 
     Returns
     -------
-    ModelSpec
-        The spec as written (with sha256).
-    """
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for k, v in model.state_dict().items():
-        t = v.detach().to("cpu").contiguous()
-        if half and t.is_floating_point():
-            t = t.half()
-        state[k] = t
-    data = st_save(state, metadata={"architecture": spec.architecture, "name": spec.name})
-    (out / f"{spec.name}.safetensors").write_bytes(data)
-    spec = spec.replace(sha256=sha256_bytes(data))
-    save_spec(spec, out / f"{spec.name}.json")
-    return spec
-
-
-def load_model(spec_or_path: ModelSpec | str | Path, weights_dir: str | Path | None = None,
-               device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
-    """Load a network from its spec and ``.safetensors`` weights, failing closed.
-
-    Parameters
-    ----------
-    spec_or_path : ModelSpec or path
-        The spec, or the path of ``<name>.json`` (the weights are ``<name>.safetensors`` beside it).
-    weights_dir : path, optional
-        Folder of the weights when a ModelSpec object is given.
-    device : str or torch.device
-        Where to put the model.
-
-    Returns
-    -------
-    (torch.nn.Module, ModelSpec)
-        The model in eval mode, and its spec.
+    torch.nn.Module
+        In eval mode. Called on (N, C, H, W) float32 normalised input, returns a dict: one entry per
+        ``stage_layers`` name, (N, C_l, H_l, W_l), when ``stages``; then :data:`PENULTIMATE`, (N, D).
 
     Raises
     ------
     SpecError
-        Spec missing or invalid, or empty sha256.
-    WeightsError
-        File missing, sha256 mismatch, not safetensors, or keys/shapes that do not fit the architecture
-        (``load_state_dict(strict=True)``).
+        Unknown architecture.
     """
-    if isinstance(spec_or_path, ModelSpec):
-        spec = spec_or_path
-        folder = Path(weights_dir) if weights_dir is not None else Path("weights")
-    else:
-        spec = load_spec(spec_or_path)
-        folder = Path(spec_or_path).parent
-    if not spec.sha256:
-        raise SpecError(f"The specification of {spec.name} has no sha256; weights are loaded only when it does.")
-    state = load_state_dict_file(folder / f"{spec.name}.safetensors", sha256=spec.sha256)
-    model = create_model(spec.architecture, spec.preprocess.in_chans, spec.num_classes)
-    ref = model.state_dict()
-    state = {k: (v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v) for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise WeightsError(
-            f"Weights file {spec.name}.safetensors does not fit architecture {spec.architecture!r} "
-            "(missing, unexpected or mis-shaped tensors)."
-        ) from err
-    model.eval()
-    return model.to(device), spec
+    arch = get_architecture(architecture)
+    nodes = {name: name for name in arch.stage_layers} if stages else {}
+    nodes[arch.penultimate_node] = PENULTIMATE
+    extractor = create_feature_extractor(model, return_nodes=nodes)
+    return extractor.eval()

@@ -178,7 +178,7 @@ def load_task_features(task_key: str, size: int | None = None) -> dict[str, Any]
     Parameters
     ----------
     task_key : str
-        Key of :data:`medimg.train.TASKS`.
+        Key of :data:`medimg.training.tasks.TASKS`.
     size : int, optional
         Square input side; 28 for the MedMNIST tasks, 64 for the full-resolution sets by default.
 
@@ -194,7 +194,7 @@ def load_task_features(task_key: str, size: int | None = None) -> dict[str, Any]
         Unknown task.
     """
     from medimg.spec import PreprocessConfig
-    from medimg.train import TASKS, load_task_split
+    from medimg.training.tasks import TASKS, load_task_split
 
     if task_key not in TASKS:
         raise ValueError(f"unknown task {task_key!r}; expected one of {sorted(TASKS)}")
@@ -221,7 +221,7 @@ def fit_baseline(task_key: str, model: str = "logreg", size: int | None = None, 
     Parameters
     ----------
     task_key : str
-        Key of :data:`medimg.train.TASKS`.
+        Key of :data:`medimg.training.tasks.TASKS`.
     model : {"logreg", "svm"}
     size : int, optional
         Square input side; 28 for the MedMNIST tasks, 64 for the full-resolution sets by default.

@@ -9,10 +9,7 @@ normalisation happen per sample.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,32 +19,14 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from medimg.catalog import data_root, image_from_array, manifest_checksum, read_manifest
 from medimg.errors import MedimgError
-from medimg.io import MedicalImage, Window, load_image
+from medimg.io import load_image
 from medimg.preprocess import run as preprocess_run
 from medimg.spec import PreprocessConfig
 
 __all__ = ["data_root", "read_manifest", "SplitArrays", "load_manifest_split", "load_medmnist_split",
            "image_from_array", "augmentation", "AugmentedDataset", "GlobalBatchSampler", "manifest_checksum"]
-
-
-def data_root() -> Path:
-    """Folder of the shared data sets: ``$MEDIMG_DATA`` or ``../shared/data`` next to the repository."""
-    env = os.environ.get("MEDIMG_DATA")
-    if env:
-        return Path(env)
-    return (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
-
-
-def read_manifest(folder: str | Path) -> list[dict[str, str]]:
-    """Rows of ``folder/MANIFEST.csv`` as dicts (``path`` relative to ``folder``)."""
-    with open(Path(folder) / "MANIFEST.csv", newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def manifest_checksum(folder: str | Path) -> str:
-    """sha256 of the MANIFEST.csv (which lists each image's MD5): one checksum for the whole data set."""
-    return hashlib.sha256((Path(folder) / "MANIFEST.csv").read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -116,13 +95,6 @@ def load_manifest_split(folder: str | Path, split: str, config: PreprocessConfig
         ys.append(index[r["label"]])
         ids.append(r["path"])
     return SplitArrays(_stack(images), torch.tensor(ys, dtype=torch.int64), labels, ids)
-
-
-def image_from_array(pixels: np.ndarray) -> MedicalImage:
-    """Wrap an 8-bit (H, W) or (H, W, 3) array (e.g. a MedMNIST image) as a MedicalImage, 0..255 window."""
-    arr = np.asarray(pixels, dtype=np.float32)
-    return MedicalImage(pixels=arr, format="array", photometric="RGB" if arr.ndim == 3 else "MONOCHROME2",
-                        windows=(Window(127.5, 255.0, "stored range (0-255)", "LINEAR_EXACT"),), units="8-bit")
 
 
 def load_medmnist_split(flag: str, split: str, config: PreprocessConfig, size: int = 28,

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 import torch
 
-from medimg.data import SplitArrays, _stack
+from medimg.training.data import SplitArrays, _stack
 from medimg.errors import MedimgError, UnsupportedFormatError
 from medimg.io import load_image
 from medimg.preprocess import run as preprocess_run

@@ -3,7 +3,7 @@ temperature scaling on the validation split, resumable safetensors checkpoints, 
 
 Mixed precision (bf16 autocast) and channels_last on CUDA; fixed seeds; deterministic on CPU. Under
 ``torchrun --nproc_per_node=N`` it runs DistributedDataParallel (NCCL on CUDA, gloo on CPU) over the same
-global batches as one process (see :class:`medimg.data.GlobalBatchSampler`); rank 0 writes the outputs.
+global batches as one process (see :class:`medimg.training.data.GlobalBatchSampler`); rank 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,249 +31,21 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from medimg import data as mdata
 from medimg.errors import SpecError
 from medimg.evaluate import EvalReport, compute_metrics
-from medimg.models import DEFAULT_CAM_LAYER, create_model, save_weights
-from medimg.predict import choose_device, softmax
+from medimg.models import create_model, get_architecture, save_weights
+from medimg.predict import batch_logits, choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig
+from medimg.training import data as mdata
+from medimg.training.calibration import fit_temperature
+from medimg.training.config import TrainConfig
+from medimg.training.gate_fit import fit_gate
+from medimg.training.tasks import get_task, load_task_split
 from medimg.uncertainty import views_for_modality
 
-__all__ = ["TrainConfig", "TASKS", "get_task", "train", "load_task_split", "predict_logits", "fit_temperature"]
+__all__ = ["TrainConfig", "train"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Task:
-    """A training task: where its data is and what its model is for."""
-
-    folder: str | None
-    title: str
-    intended_use: str
-    modality: str = "radiograph"
-    modalities: tuple[str, ...] = ()
-    body_parts: tuple[str, ...] = ()
-    positive: str | None = None
-    labels: tuple[str, ...] | None = None
-    medmnist_flag: str | None = None
-    in_chans: int = 1
-    geometry: str = "stretch"
-    domain: str = "images"
-    oos_exclude: tuple[str, ...] = ()
-    csv: str | None = None
-    patient_col: str | None = None
-
-
-TASKS: dict[str, Task] = {
-    "kermany-cxr": Task(
-        folder="kermany-cxr",
-        title="Chest X-ray: normal vs pneumonia",
-        intended_use=(
-            "Research and education: flags pneumonia-like opacities on a frontal paediatric chest radiograph "
-            "(trained on Kermany et al. 2018, children aged 1-5). Not for diagnostic use."
-        ),
-        modalities=("CR", "DX"),
-        body_parts=("CHEST", "THORAX", "LUNG"),
-        positive="pneumonia",
-        labels=("normal", "pneumonia"),
-        domain="paediatric chest radiographs",
-    ),
-    "busi": Task(
-        folder="busi", title="Breast ultrasound: normal / benign / malignant", modality="ultrasound",
-        intended_use=(
-            "Research and education: classifies a B-mode breast ultrasound image as normal, benign or malignant "
-            "(trained on BUSI, Al-Dhabyani et al. 2020, women aged 25-75, one centre). Not for diagnostic use."
-        ),
-        modalities=("US",), body_parts=("BREAST",), labels=("normal", "benign", "malignant"), geometry="pad",
-        domain="breast ultrasound images", oos_exclude=("busi",),
-    ),
-    "brain-mri": Task(
-        folder="brain-mri", title="Brain MRI: glioma / meningioma / pituitary / no tumour", modality="mri",
-        intended_use=(
-            "Research and education: classifies a 2-D brain MR slice (any plane, T1-weighted contrast-enhanced "
-            "in most training images) as glioma, meningioma, pituitary tumour or no tumour (Bhuvaji et al. 2020). "
-            "Not for diagnostic use."
-        ),
-        modalities=("MR",), body_parts=("BRAIN", "HEAD"),
-        labels=("glioma_tumor", "meningioma_tumor", "pituitary_tumor", "no_tumor"), geometry="pad",
-        domain="brain MR slices", oos_exclude=("brain-mri", "mr"),
-    ),
-    "pbc-blood": Task(
-        folder="pbc-blood", title="Blood cell type (8 classes), peripheral blood smear", modality="microscopy",
-        intended_use=(
-            "Research and education: names the type of the centred cell in a May Grunwald-Giemsa stained "
-            "peripheral blood smear image (Acevedo et al. 2020, CellaVision DM96, 360 x 363 px). "
-            "Not for diagnostic use."
-        ),
-        modalities=("SM", "XC", "OT"), body_parts=("BLOOD",), in_chans=3,
-        labels=("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil",
-                "platelet"),
-        domain="blood smear microscopy images", oos_exclude=("pbc-blood",),
-    ),
-    "pneumoniamnist": Task(
-        folder=None, medmnist_flag="pneumoniamnist", title="PneumoniaMNIST benchmark (28 px)",
-        intended_use="Benchmark model (MedMNIST v2 PneumoniaMNIST, 28 x 28). Not for diagnostic use.",
-        modalities=("CR", "DX"), body_parts=("CHEST", "THORAX", "LUNG"), positive="pneumonia",
-        domain="paediatric chest radiographs (28 px)"),
-    "breastmnist": Task(
-        folder=None, medmnist_flag="breastmnist", title="BreastMNIST benchmark (28 px)", modality="ultrasound",
-        intended_use="Benchmark model (MedMNIST v2 BreastMNIST, 28 x 28). Not for diagnostic use.",
-        modalities=("US",), body_parts=("BREAST",), positive="malignant",
-        domain="breast ultrasound images (28 px)", oos_exclude=("busi",)),
-}
-
-
-def get_task(task_key: str) -> Task:
-    """The :data:`TASKS` entry, or a task read from a CSV of labels.
-
-    Parameters
-    ----------
-    task_key : str
-        A key of :data:`TASKS`, or ``"csv:<path of labels.csv>"`` (image or DICOM files relative to the CSV's
-        folder; columns ``path``, ``label`` and optionally ``split``; see :func:`medimg.datasets.load_csv_split`),
-        optionally followed by ``"::patient=<column>"`` (patient-grouped splits when the CSV has no ``split``
-        column; ``PatientID`` reads it, hashed, from the DICOM headers) and ``"::modality=<m>"`` (augmentation
-        and TTA views: radiograph, ultrasound, mri, microscopy) and ``"::channels=3"``.
-
-    Raises
-    ------
-    medimg.errors.SpecError
-        Unknown task key, or an unknown modality or channel count in a ``csv:`` key.
-    """
-    if task_key in TASKS:
-        return TASKS[task_key]
-    if task_key.startswith("csv:"):
-        path, *opts = task_key[4:].split("::")
-        kv = dict(o.split("=", 1) for o in opts if "=" in o)
-        modality, channels = kv.get("modality", "radiograph"), kv.get("channels", "1")
-        try:
-            views_for_modality(modality)
-        except ValueError as err:
-            raise SpecError(f"{err} (in task {task_key!r})") from err
-        if channels not in ("1", "3"):
-            raise SpecError(f"channels must be 1 or 3, got {channels!r} (in task {task_key!r})")
-        return Task(folder=None, csv=path, patient_col=kv.get("patient"), modality=modality,
-                    in_chans=int(channels), title=f"Custom task ({Path(path).parent.name})",
-                    intended_use="Research model trained on a user's labelled folder. Not for diagnostic use.",
-                    domain=f"the images of {Path(path).parent.name}")
-    raise SpecError(f"unknown task {task_key!r}; known: {', '.join(TASKS)} or csv:<labels.csv>")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Options of ``medimg train`` (defaults in one place).
-
-    Attributes
-    ----------
-    task : str
-        Key of :data:`TASKS`.
-    arch : str
-        Registry architecture.
-    input_size : int
-        Square input side in pixels.
-    epochs, batch_size, lr, weight_decay, patience, seed : training hyper-parameters
-        ``patience``: epochs without a better validation AUROC before stopping.
-    label_smoothing : float
-    class_weighting : bool
-        Weight the loss by inverse class frequency.
-    out : str
-        Output folder for weights, spec, report and log.
-    name : str, optional
-        File stem; ``<task>_<arch>_<size>`` by default.
-    limit : int, optional
-        Use only the first N images per split (quick checks).
-    device : str
-        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-    num_threads : int, optional
-        torch CPU threads.
-    mean, std : tuple of float, optional
-        Normalisation per input channel; 0.5 / 0.25 for each of the task's channels by default.
-    half : bool
-        Store the shipped weights as float16 (half the size; loaded back as float32).
-    gate : bool
-        Fit the out-of-distribution gate (:func:`medimg.gate.fit_gate`) into the spec after training.
-    ema_decay : float, optional
-        Keep an exponential moving average of the weights (and BatchNorm buffers) with this decay per step;
-        validation, checkpoint selection and the shipped weights use the average. None turns it off.
-    """
-
-    task: str = "kermany-cxr"
-    arch: str = "resnet18"
-    input_size: int = 128
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 8
-    seed: int = 0
-    label_smoothing: float = 0.0
-    class_weighting: bool = True
-    out: str = "weights"
-    name: str | None = None
-    limit: int | None = None
-    device: str = "auto"
-    num_threads: int | None = None
-    ema_decay: float | None = 0.995
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    half: bool = True
-    gate: bool = True
-
-    @property
-    def stem(self) -> str:
-        return self.name or f"{self.task.replace('-', '_')}_{self.arch}_{self.input_size}"
-
-
-@torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, config: PreprocessConfig, device: torch.device,
-                   batch_size: int = 256) -> np.ndarray:
-    """Logits for preprocessed [0, 1] images.
-
-    Parameters
-    ----------
-    x : (N, C, H, W) float32 tensor in [0, 1]
-    config : PreprocessConfig
-        Supplies mean/std for normalisation.
-
-    Returns
-    -------
-    (N, K) float32 ndarray
-    """
-    mean = torch.tensor(config.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(config.std, device=device).view(1, -1, 1, 1)
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = (x[i : i + batch_size].to(device) - mean) / std
-        out.append(model(xb).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Temperature T > 0 minimising the validation NLL of ``softmax(logits / T)`` (Guo et al., ICML 2017).
-
-    Parameters
-    ----------
-    logits : (N, K) float ndarray
-    y : (N,) int ndarray
-
-    Returns
-    -------
-    float, clipped to [0.05, 20]
-    """
-    z = torch.as_tensor(logits, dtype=torch.float64)
-    t = torch.as_tensor(y, dtype=torch.int64)
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(z / log_t.exp(), t)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(np.clip(log_t.exp().item(), 0.05, 20.0))
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
@@ -311,34 +83,6 @@ def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, s
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     sched.load_state_dict(meta["scheduler"])
     return best, meta
-
-
-def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: int | None = None) -> mdata.SplitArrays:
-    """One split of a :data:`TASKS` entry, preprocessed with ``config`` (the model's spec.preprocess).
-
-    Parameters
-    ----------
-    task_key : str
-        Key of :data:`TASKS`, e.g. ``"kermany-cxr"``.
-    split : {"train", "val", "test"}
-    config : PreprocessConfig
-    limit : int, optional
-        At most this many images, evenly spaced (quick checks; image-folder tasks only).
-
-    Returns
-    -------
-    medimg.data.SplitArrays
-        ``x`` (N, C, H, W) float32 in [0, 1], ``y`` (N,) int64.
-    """
-    task = get_task(task_key)
-    if task.medmnist_flag:
-        return mdata.load_medmnist_split(task.medmnist_flag, split, config)
-    if task.csv:
-        from medimg.datasets import load_csv_split
-
-        return load_csv_split(Path(task.csv).parent, task.csv, split, config, labels=task.labels, limit=limit,
-                              patient_col=task.patient_col)
-    return mdata.load_manifest_split(mdata.data_root() / task.folder, split, config, labels=task.labels, limit=limit)
 
 
 def _code_version() -> str:
@@ -417,7 +161,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     weight = weight.to(device)
     dataset = mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality, cfg.input_size), seed=cfg.seed)
     if len(dataset) < cfg.batch_size:
-        raise ValueError(f"the training split has {len(dataset)} images, fewer than one batch of {cfg.batch_size}; "
+        raise SpecError(f"the training split has {len(dataset)} images, fewer than one batch of {cfg.batch_size}; "
                          "lower --batch-size or raise --limit")
     sampler = mdata.GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0 if device.type == "cpu" else 8,
@@ -480,7 +224,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
             total = total * world
         model.eval()
         evaluated.eval()
-        val_logits = predict_logits(evaluated, splits["val"].x, pp, device)
+        val_logits = batch_logits(evaluated, splits["val"].x, pp, device)
         vm = compute_metrics(splits["val"].y.numpy(), softmax(val_logits), pos)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), splits["val"].y).item())
         row = {"epoch": epoch + 1, "train_loss": total / max(n, 1e-12), "val_loss": val_loss,
@@ -513,9 +257,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         dist.destroy_process_group()
         if not main_process:
             return None  # type: ignore[return-value]
-    val_logits = predict_logits(net, splits["val"].x, pp, device)
+    val_logits = batch_logits(net, splits["val"].x, pp, device)
     temperature = fit_temperature(val_logits, splits["val"].y.numpy())
-    test_logits = predict_logits(net, splits["test"].x, pp, device)
+    test_logits = batch_logits(net, splits["test"].x, pp, device)
     probs = softmax(test_logits, temperature)
     report = EvalReport.build(stem, "test", list(labels), splits["test"].y.numpy(), probs, splits["test"].ids, pos)
     uncal = compute_metrics(splits["test"].y.numpy(), softmax(test_logits), pos)
@@ -530,7 +274,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         name=stem, title=f"{task.title} ({cfg.arch}, {cfg.input_size} px)", architecture=cfg.arch,
         labels=tuple(labels), preprocess=pp, intended_use=task.intended_use, modalities=task.modalities,
         body_parts=task.body_parts, positive_label=pos, temperature=temperature, threshold=None,
-        cam_layer=DEFAULT_CAM_LAYER.get(cfg.arch, ""),
+        cam_layer=get_architecture(cfg.arch).cam_layer,
         training={"command": "medimg " + " ".join(shlex.quote(a) for a in (argv or [])),
                   "data": data_ref, "data_checksum_sha256_manifest": data_sum, "seed": cfg.seed,
                   "epochs_run": len(history), "best_epoch": best_epoch, "best_val_auroc": best_auroc,
@@ -543,8 +287,6 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     for p in (ckpt, ckpt.with_suffix(".json")):
         p.unlink(missing_ok=True)
     if cfg.gate:
-        from medimg.gate import fit_gate
-
         spec = fit_gate(out / f"{stem}.json", device=str(device), limit=cfg.limit)
     log.info("wrote %s: test accuracy %.4f, AUROC %.4f, T=%.3f", stem, summary["accuracy"],
              summary.get("auroc", float("nan")), temperature)

@@ -23,7 +23,7 @@ def _test_image(spec_path: Path, shared: Path) -> tuple[str, bytes]:
     spec = load_spec(spec_path)
     task = spec.training["config"]["task"]
     first_id = json.loads(spec_path.with_name(f"{spec.name}.eval.json").read_text())["ids"][0]
-    from medimg.train import get_task
+    from medimg.training.tasks import get_task
 
     t = get_task(task)
     if t.medmnist_flag:

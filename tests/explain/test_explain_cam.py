@@ -15,7 +15,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
 from medimg import explain as ex
-from medimg.data import image_from_array
+from medimg.catalog import image_from_array
 from medimg.errors import MedimgError, ModelInputError, SpecError
 from medimg.predict import Predictor
 from medimg.preprocess import run as preprocess_run

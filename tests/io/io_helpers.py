@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from medimg.data import data_root
+from medimg.catalog import data_root
 
 #: Generous per-file limits of the reliability bar (RELIABILITY.md: 5 s and +256 MB).
 TIME_LIMIT_S = 5.0

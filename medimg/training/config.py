@@ -1,0 +1,74 @@
+"""Options of ``medimg train``: one frozen dataclass, the one place their defaults live (the command line
+reads its defaults from here). Pure Python: importing it loads no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``medimg train`` (defaults in one place).
+
+    Attributes
+    ----------
+    task : str
+        Key of :data:`medimg.training.tasks.TASKS`, or ``csv:<labels.csv>[::...]``.
+    arch : str
+        Registry architecture.
+    input_size : int
+        Square input side in pixels.
+    epochs, batch_size, lr, weight_decay, patience, seed : training hyper-parameters
+        ``patience``: epochs without a better validation AUROC before stopping.
+    label_smoothing : float
+    class_weighting : bool
+        Weight the loss by inverse class frequency.
+    out : str
+        Output folder for weights, spec, report and log.
+    name : str, optional
+        File stem; ``<task>_<arch>_<size>`` by default.
+    limit : int, optional
+        Use only the first N images per split (quick checks).
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    num_threads : int, optional
+        torch CPU threads.
+    mean, std : tuple of float, optional
+        Normalisation per input channel; 0.5 / 0.25 for each of the task's channels by default.
+    half : bool
+        Store the shipped weights as float16 (half the size; loaded back as float32).
+    gate : bool
+        Fit the out-of-distribution gate (:func:`medimg.training.gate_fit.fit_gate`) into the spec after training.
+    ema_decay : float, optional
+        Keep an exponential moving average of the weights (and BatchNorm buffers) with this decay per step;
+        validation, checkpoint selection and the shipped weights use the average. None turns it off.
+    """
+
+    task: str = "kermany-cxr"
+    arch: str = "resnet18"
+    input_size: int = 128
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 8
+    seed: int = 0
+    label_smoothing: float = 0.0
+    class_weighting: bool = True
+    out: str = "weights"
+    name: str | None = None
+    limit: int | None = None
+    device: str = "auto"
+    num_threads: int | None = None
+    ema_decay: float | None = 0.995
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    half: bool = True
+    gate: bool = True
+
+    @property
+    def stem(self) -> str:
+        return self.name or f"{self.task.replace('-', '_')}_{self.arch}_{self.input_size}"
