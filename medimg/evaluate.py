@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["EvalReport", "compute_metrics", "expected_calibration_error", "bootstrap_ci", "predict_labels"]
+__all__ = ["EvalReport", "compute_metrics", "expected_calibration_error", "bootstrap_ci", "predict_labels",
+           "operating_point", "operating_point_ci", "predictive_values", "one_vs_rest", "all_metric_cis",
+           "uncalibrated", "reliability_bins", "CI_KEYS"]
 
 
 def predict_labels(probs: np.ndarray, positive_label: int | None = None, threshold: float | None = None) -> np.ndarray:
@@ -248,3 +250,329 @@ class EvalReport:
         return cls(d["model"], d["split"], d["labels"], np.asarray(d["y_true"], dtype=np.int64),
                    np.asarray(d["probs"], dtype=np.float64), d.get("ids", []), d.get("positive_label"),
                    d.get("threshold"), d.get("metrics", {}))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Operating points and intervals for reviewers (the dashboard)
+
+#: Metrics that get a 95 % bootstrap interval on the dashboard, binary and multi-class.
+CI_KEYS = {
+    2: ("accuracy", "auroc", "sensitivity", "specificity", "ppv", "npv", "f1", "macro_f1", "ece"),
+    "multi": ("accuracy", "auroc", "macro_sensitivity", "macro_specificity", "macro_f1", "ece"),
+}
+
+
+def _ece_binned(conf: np.ndarray, correct: np.ndarray, bins: np.ndarray, n_bins: int) -> float:
+    n = len(conf)
+    s_conf = np.bincount(bins, weights=conf, minlength=n_bins)
+    s_corr = np.bincount(bins, weights=correct, minlength=n_bins)
+    return float(np.abs(s_corr - s_conf).sum() / n)
+
+
+def _ece_bins(conf: np.ndarray, n_bins: int = 15) -> np.ndarray:
+    """Bin index per confidence, exactly as :func:`expected_calibration_error` (bin 0 closed on both sides)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    b = np.searchsorted(edges, conf, side="left") - 1
+    return np.clip(b, 0, n_bins - 1)
+
+
+def _counts(pos: np.ndarray, pred_pos: np.ndarray) -> tuple[int, int, int, int]:
+    tp = int((pos & pred_pos).sum())
+    fn = int((pos & ~pred_pos).sum())
+    fp = int((~pos & pred_pos).sum())
+    tn = int((~pos & ~pred_pos).sum())
+    return tp, fp, tn, fn
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def _all_metrics(y: np.ndarray, probs: np.ndarray, pred: np.ndarray, positive: int, bins: np.ndarray,
+                 correct_top: np.ndarray, conf: np.ndarray, n_bins: int) -> dict[str, float]:
+    """Every dashboard metric of one (re)sample, numpy only (the definitions of :func:`compute_metrics`)."""
+    k = probs.shape[1]
+    out: dict[str, float] = {"accuracy": float((pred == y).mean()),
+                             "ece": _ece_binned(conf, correct_top, bins, n_bins)}
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
+    tp = np.diag(cm)
+    pos_n, pred_n = cm.sum(axis=1), cm.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(pred_n > 0, tp / pred_n, 0.0)
+        rec = np.where(pos_n > 0, tp / pos_n, 0.0)
+        f1s = np.where(prec + rec > 0, 2 * prec * rec / (prec + rec), 0.0)
+    out["macro_f1"] = float(f1s.mean())
+    if k == 2:
+        p = y == positive
+        tp_, fp_, tn_, fn_ = _counts(p, pred == positive)
+        out.update(sensitivity=_ratio(tp_, tp_ + fn_), specificity=_ratio(tn_, tn_ + fp_), ppv=_ratio(tp_, tp_ + fp_),
+                   npv=_ratio(tn_, tn_ + fn_), f1=_ratio(2 * tp_, 2 * tp_ + fp_ + fn_) if tp_ + fp_ + fn_ else 0.0,
+                   auroc=_binary_auroc(p, probs[:, positive]))
+    else:
+        neg_n = cm.sum() - pos_n
+        fp = pred_n - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sens = np.where(pos_n > 0, tp / np.where(pos_n > 0, pos_n, 1), np.nan)
+            spec = np.where(neg_n > 0, (neg_n - fp) / np.where(neg_n > 0, neg_n, 1), np.nan)
+        out["macro_sensitivity"] = float(np.nanmean(sens))
+        out["macro_specificity"] = float(np.nanmean(spec))
+        out["auroc"] = float(np.mean([_binary_auroc(y == c, probs[:, c]) for c in range(k)]))
+    return out
+
+
+def all_metric_cis(y_true: np.ndarray, probs: np.ndarray, positive_label: int | None = None,
+                   threshold: float | None = None, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+                   n_bins: int = 15) -> dict[str, tuple[float, float]]:
+    """95 % percentile bootstrap intervals of every dashboard metric (:data:`CI_KEYS`), numpy only.
+
+    Parameters
+    ----------
+    y_true : (N,) int ndarray
+    probs : (N, K) float ndarray of calibrated probabilities
+    positive_label : int, optional
+        Binary positive class (default 1).
+    threshold : float, optional
+        Binary decision threshold on the positive class's probability; argmax when None.
+    n_boot : int
+        Resamples of the images, with replacement (resamples that miss a class are skipped).
+    alpha : float
+        ``1 - alpha`` intervals.
+    seed : int
+    n_bins : int
+        ECE bins, as in :func:`expected_calibration_error`.
+
+    Returns
+    -------
+    dict of key -> (low, high)
+        Binary: accuracy, AUROC, sensitivity, specificity, PPV, NPV, F1, macro F1, ECE. Multi-class: accuracy,
+        AUROC (macro one-vs-rest), macro sensitivity, macro specificity, macro F1, ECE.
+
+    References
+    ----------
+    .. [1] Efron & Tibshirani, "An Introduction to the Bootstrap", 1993 (percentile intervals).
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    k = p.shape[1]
+    pos = 1 if positive_label is None else int(positive_label)
+    pred = predict_labels(p, pos if k == 2 else None, threshold)
+    conf = p.max(axis=1)
+    correct_top = (p.argmax(axis=1) == y).astype(np.float64)
+    bins = _ece_bins(conf, n_bins)
+    keys = CI_KEYS[2] if k == 2 else CI_KEYS["multi"]
+    rng = np.random.default_rng(seed)
+    vals: dict[str, list[float]] = {key: [] for key in keys}
+    n = len(y)
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        yi = y[i]
+        if len(np.unique(yi)) < k:
+            continue
+        m = _all_metrics(yi, p[i], pred[i], pos, bins[i], correct_top[i], conf[i], n_bins)
+        for key in keys:
+            v = m.get(key)
+            if v is not None and not np.isnan(v):
+                vals[key].append(v)
+    return {key: (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2)))
+            for key, v in vals.items() if v}
+
+
+def operating_point(y_true: np.ndarray, probs: np.ndarray, threshold: float,
+                    positive_label: int = 1) -> dict[str, float]:
+    """Confusion counts and rates of a binary model at a threshold on the positive class's probability.
+
+    An image is called positive when ``probs[:, positive_label] >= threshold`` (the rule of
+    :func:`predict_labels`).
+
+    Parameters
+    ----------
+    y_true : (N,) int ndarray of label indices (two classes)
+    probs : (N, 2) float ndarray of calibrated probabilities, or (N,) positive-class probabilities
+    threshold : float in [0, 1]
+    positive_label : int
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``tp``, ``fp``, ``tn``, ``fn`` (int), ``sensitivity`` (recall, TPR), ``specificity``
+        (TNR), ``fpr`` (1 - specificity), ``ppv`` (precision), ``npv``, ``f1``, ``accuracy``; NaN where a
+        denominator is 0 (F1 is 0 when there is no positive call and no positive case missed... see sklearn's
+        ``zero_division=0``).
+    """
+    y = np.asarray(y_true)
+    pr = np.asarray(probs, dtype=np.float64)
+    score = pr[:, positive_label] if pr.ndim == 2 else pr
+    pos = y == positive_label
+    called = score >= float(threshold)
+    tp, fp, tn, fn = _counts(pos, called)
+    sens, spec = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    return {"threshold": float(threshold), "tp": tp, "fp": fp, "tn": tn, "fn": fn, "sensitivity": sens,
+            "specificity": spec, "fpr": 1.0 - spec if not np.isnan(spec) else float("nan"),
+            "ppv": _ratio(tp, tp + fp), "npv": _ratio(tn, tn + fn),
+            "f1": float(2 * tp / (2 * tp + fp + fn)) if (2 * tp + fp + fn) else 0.0,
+            "accuracy": float((tp + tn) / len(y)) if len(y) else float("nan")}
+
+
+def operating_point_ci(y_true: np.ndarray, probs: np.ndarray, threshold: float, positive_label: int = 1,
+                       n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of :func:`operating_point`'s rates at one threshold (vectorised).
+
+    Returns
+    -------
+    dict of key -> (low, high)
+        ``sensitivity``, ``specificity``, ``ppv``, ``npv``, ``f1``, ``accuracy``.
+    """
+    y = np.asarray(y_true)
+    pr = np.asarray(probs, dtype=np.float64)
+    score = pr[:, positive_label] if pr.ndim == 2 else pr
+    pos = y == positive_label
+    called = score >= float(threshold)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y), (int(n_boot), len(y)))
+    pb, cb = pos[idx], called[idx]
+    tp = (pb & cb).sum(1).astype(np.float64)
+    fn = (pb & ~cb).sum(1).astype(np.float64)
+    fp = (~pb & cb).sum(1).astype(np.float64)
+    tn = (~pb & ~cb).sum(1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp), "ppv": tp / (tp + fp),
+                 "npv": tn / (tn + fn), "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), 0.0),
+                 "accuracy": (tp + tn) / len(y)}
+    out = {}
+    for key, v in rates.items():
+        v = v[np.isfinite(v)]
+        if v.size:
+            out[key] = (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2)))
+    return out
+
+
+def predictive_values(sensitivity: float, specificity: float, prevalence: float) -> tuple[float, float]:
+    """PPV and NPV at another prevalence, by Bayes' theorem from sensitivity and specificity.
+
+    ``PPV = se p / (se p + (1 - sp)(1 - p))``, ``NPV = sp (1 - p) / (sp (1 - p) + (1 - se) p)``.
+
+    Parameters
+    ----------
+    sensitivity, specificity : float in [0, 1]
+    prevalence : float in [0, 1]
+        Share of positives in the population the reviewer has in mind.
+
+    Returns
+    -------
+    (float, float)
+        PPV and NPV in [0, 1]; NaN where undefined (e.g. PPV when nothing is called positive).
+
+    Raises
+    ------
+    ValueError
+        An argument outside [0, 1].
+
+    References
+    ----------
+    .. [1] Altman & Bland, "Diagnostic tests 2: predictive values", BMJ 1994;309:102.
+    """
+    for name, v in (("sensitivity", sensitivity), ("specificity", specificity), ("prevalence", prevalence)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {v}")
+    se, sp, p = float(sensitivity), float(specificity), float(prevalence)
+    return _ratio(se * p, se * p + (1 - sp) * (1 - p)), _ratio(sp * (1 - p), sp * (1 - p) + (1 - se) * p)
+
+
+def one_vs_rest(y_true: np.ndarray, probs: np.ndarray, labels: list[str] | tuple[str, ...], n_boot: int = 1000,
+                alpha: float = 0.05, seed: int = 0) -> list[dict[str, Any]]:
+    """Per-class one-vs-rest metrics of a multi-class model (argmax decisions), with bootstrap intervals.
+
+    Parameters
+    ----------
+    y_true : (N,) int ndarray
+    probs : (N, K) float ndarray
+    labels : sequence of K str
+    n_boot, alpha, seed
+        As in :func:`all_metric_cis`.
+
+    Returns
+    -------
+    list of dict, one per class
+        ``label``, ``n`` (cases of the class), ``sensitivity``, ``specificity``, ``ppv``, ``f1``, ``auroc``
+        (class score vs rest) and ``ci`` (key -> (low, high)).
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    k = p.shape[1]
+    pred = p.argmax(axis=1)
+
+    def per_class(yy: np.ndarray, pp: np.ndarray, pr: np.ndarray) -> list[dict[str, float]]:
+        rows = []
+        for c in range(k):
+            pos, called = yy == c, pr == c
+            tp, fp, tn, fn = _counts(pos, called)
+            rows.append({"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
+                         "ppv": _ratio(tp, tp + fp), "f1": _ratio(2 * tp, 2 * tp + fp + fn) if tp + fp + fn else 0.0,
+                         "auroc": _binary_auroc(pos, pp[:, c])})
+        return rows
+
+    point = per_class(y, p, pred)
+    rng = np.random.default_rng(seed)
+    keys = ("sensitivity", "specificity", "ppv", "f1", "auroc")
+    draws: list[dict[str, list[float]]] = [{key: [] for key in keys} for _ in range(k)]
+    n = len(y)
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        for c, row in enumerate(per_class(y[i], p[i], pred[i])):
+            for key in keys:
+                if not np.isnan(row[key]):
+                    draws[c][key].append(row[key])
+    out = []
+    for c in range(k):
+        ci = {key: (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2)))
+              for key, v in draws[c].items() if v}
+        out.append({"label": labels[c], "n": int((y == c).sum()), **point[c], "ci": ci})
+    return out
+
+
+def uncalibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """The probabilities before temperature scaling, recovered from the calibrated ones.
+
+    Calibrated ``p = softmax(z / T)``, so ``softmax(T log p) = softmax(z)``: the raw softmax of the same logits.
+
+    Parameters
+    ----------
+    probs : (N, K) float ndarray of calibrated probabilities (rows sum to 1)
+    temperature : float > 0
+        The spec's fitted temperature T.
+
+    Returns
+    -------
+    (N, K) float64 ndarray
+        Exact up to the rounding of ``probs`` (reports store 6 decimals; zeros are floored at 1e-12).
+
+    References
+    ----------
+    .. [1] Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neural Networks", ICML 2017.
+    """
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    z = float(temperature) * np.log(p)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def reliability_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Per-bin accuracy, mean confidence and count of the top-label confidence (equal-width bins, the bins of
+    :func:`expected_calibration_error`).
+
+    Returns
+    -------
+    dict
+        ``mid``, ``accuracy``, ``confidence`` (NaN for empty bins), ``count`` (int), each (n_bins,).
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == np.asarray(y_true)).astype(np.float64)
+    b = _ece_bins(conf, n_bins)
+    cnt = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(b, weights=correct, minlength=n_bins) / cnt
+        cf = np.bincount(b, weights=conf, minlength=n_bins) / cnt
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return {"mid": (edges[:-1] + edges[1:]) / 2, "accuracy": acc, "confidence": cf, "count": cnt}

@@ -14,20 +14,55 @@ Main entry points
 - :func:`cam` -> :class:`CamResult` (``heatmap`` (H, W) at the model input size, ``heatmap_original(shape)``)
 - :func:`cam_batch` (N, H, W) for evaluation, :func:`global_vmax` for a global scale
 - :func:`overlay` (H, W, 3) colour blend, :func:`colormap_lut`
-- :func:`deletion_insertion`, :func:`randomization_sanity` for reviewers
+- :func:`deletion_insertion`, :func:`randomization_sanity` for reviewers; :func:`method_grid` (every method on
+  one image from one shared pass, with empty maps, coinciding methods and the map's grid reported),
+  :func:`cam_layers`, :func:`faithfulness` (deletion/insertion beside random maps), :func:`sanity_check`
+  (cascading randomisation with a verdict), :func:`mask_localisation` (pointing game over a split's masks)
 - :func:`layer_names`, :func:`first_layer_filters`, :func:`feature_maps`, :func:`occlusion` for educators
 """
 
 from __future__ import annotations
 
-from medimg.explain.faithfulness import deletion_insertion, randomization_sanity, randomized_copy, spearman
-from medimg.explain.maps import CamResult, cam, cam_batch, global_vmax, to_original
-from medimg.explain.methods import METHODS, method_name
+from medimg.explain.cases import (
+    CaseError,
+    LocalisationReview,
+    case_inputs,
+    cases_available,
+    has_masks,
+    load_case,
+    mask_localisation,
+)
+from medimg.explain.faithfulness import (
+    SANITY_FAIL_RHO,
+    Faithfulness,
+    Sanity,
+    deletion_insertion,
+    faithfulness,
+    randomization_sanity,
+    randomized_copy,
+    sanity_check,
+    spearman,
+)
+from medimg.explain.grid import (
+    GRID_METHODS,
+    GRID_SCALES,
+    GridMap,
+    LayerOption,
+    MethodGrid,
+    cam_layers,
+    grid_vmax,
+    method_grid,
+)
+from medimg.explain.maps import CamResult, cam, cam_batch, global_vmax, is_empty, to_original
+from medimg.explain.methods import CLASS_AGNOSTIC, METHOD_LABELS, METHODS, method_label, method_name
 from medimg.explain.overlay import colormap_lut, overlay
 from medimg.explain.replicas import BusyError, ExplainError, ReplicaPool, hook_count, replica_pool
 from medimg.explain.teaching import feature_maps, first_layer_filters, layer_names, occlusion
 
-__all__ = ["METHODS", "CamResult", "cam", "cam_batch", "global_vmax", "overlay", "colormap_lut", "to_original",
+__all__ = ["METHODS", "METHOD_LABELS", "CLASS_AGNOSTIC", "method_label", "is_empty", "GRID_METHODS", "GRID_SCALES",
+           "GridMap", "LayerOption", "MethodGrid", "cam_layers", "grid_vmax", "method_grid", "Faithfulness",
+           "faithfulness", "Sanity", "sanity_check", "SANITY_FAIL_RHO", "CaseError", "LocalisationReview",
+           "case_inputs", "cases_available", "has_masks", "load_case", "mask_localisation", "CamResult", "cam", "cam_batch", "global_vmax", "overlay", "colormap_lut", "to_original",
            "method_name", "deletion_insertion", "randomization_sanity", "randomized_copy", "spearman",
            "feature_maps", "first_layer_filters", "layer_names", "occlusion", "hook_count", "replica_pool",
            "ReplicaPool", "ExplainError", "BusyError"]

@@ -49,7 +49,8 @@ def pointing_hit(heatmap: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> b
     Returns
     -------
     bool
-        Ties for the maximum count as a hit when any tied pixel is inside.
+        Ties for the maximum count as a hit when any tied pixel is inside; a constant map (e.g. an empty CAM)
+        points nowhere and is a miss.
 
     Raises
     ------
@@ -59,6 +60,8 @@ def pointing_hit(heatmap: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> b
     h, m = _check(heatmap, mask)
     if not m.any():
         raise ValueError("the mask is empty: there is no lesion to point at")
+    if h.max() <= h.min():
+        return False
     if tolerance > 0:
         m = ndimage.binary_dilation(m, iterations=int(tolerance))
     top = h >= h.max()
@@ -169,7 +172,7 @@ def mask_to_input(mask: np.ndarray, config: object) -> np.ndarray:
     (rows, cols) bool ndarray
         ``config.input_size``; True where the resampled mask is above one half.
     """
-    from medimg.data import image_from_array
+    from medimg.catalog import image_from_array
     from medimg.preprocess import run as preprocess_run
     from medimg.spec import PreprocessConfig
 

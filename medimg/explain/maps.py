@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,14 +12,15 @@ import torch.nn.functional as F
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from medimg.errors import ModelInputError
+from medimg.errors import ModelInputError, PreprocessError
 from medimg.explain.methods import GRADIENT_FREE, METHODS, method_name
 from medimg.explain.replicas import ExplainError, replica_pool, resolve_layer
 from medimg.models import DEFAULT_CAM_LAYER
+from medimg.preprocess import Geometry
 from medimg.spec import ModelSpec
 
-__all__ = ["METHODS", "SCALES", "CamResult", "cam", "cam_batch", "global_vmax", "to_original", "cam_layer_of",
-           "method_name", "raw_maps"]
+__all__ = ["METHODS", "SCALES", "EMPTY_RTOL", "CamResult", "LayerPass", "cam", "cam_batch", "global_vmax",
+           "to_original", "cam_layer_of", "method_name", "raw_maps", "layer_pass", "upsample", "is_empty"]
 
 SCALES = ("relative", "global")
 
@@ -64,32 +65,13 @@ def to_original(heatmap: np.ndarray, shape: tuple[int, ...], input_size: tuple[i
     Returns
     -------
     (H0, W0) float32 ndarray in [0, 1]
-        Bilinear interpolation; mirrors :func:`medimg.preprocess.run`'s arithmetic exactly.
+        :meth:`medimg.preprocess.Geometry.inverse`: the inverse of the preprocessing's own geometry step.
     """
-    rows, cols = int(shape[0]), int(shape[1])
-    out_r, out_c = input_size
-    h = np.asarray(heatmap, dtype=np.float32)
-    if geometry == "pad":
-        side_r = max(rows, int(round(cols * out_r / out_c)))
-        side_c = max(cols, int(round(rows * out_c / out_r)))
-        r0, c0 = (side_r - rows) // 2, (side_c - cols) // 2
-        out = _resize(h, (side_r, side_c))[r0 : r0 + rows, c0 : c0 + cols]
-    elif geometry == "crop":
-        target = out_r / out_c
-        out = np.zeros((rows, cols), dtype=np.float32)
-        if rows / cols > target:
-            keep = int(round(cols * target))
-            r0 = (rows - keep) // 2
-            out[r0 : r0 + keep] = _resize(h, (keep, cols))
-        else:
-            keep = int(round(rows / target))
-            c0 = (cols - keep) // 2
-            out[:, c0 : c0 + keep] = _resize(h, (rows, keep))
-    elif geometry == "stretch":
-        out = _resize(h, (rows, cols))
-    else:
-        raise ExplainError(f"Unknown geometry policy {geometry!r}; expected stretch, pad or crop.")
-    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+    try:
+        g = Geometry((int(shape[0]), int(shape[1])), (int(input_size[0]), int(input_size[1])), geometry)
+        return g.inverse(heatmap)
+    except PreprocessError as err:
+        raise ExplainError(str(err)) from err
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,6 +102,11 @@ class CamResult:
         Maximum of the raw (ReLU-ed, unscaled) map, in units of the target logit's gradient x activation.
     vmax : float or None
         The divisor of a ``"global"`` map.
+    empty : bool
+        No region raises the class: the map before the ReLU has no positive value (see :func:`is_empty`);
+        ``heatmap`` is then all zero and must be reported as "no region raises <class>", not drawn.
+    grid : (int, int) or None
+        (rows, columns) of the layer's feature map: the map's true resolution before upsampling.
     """
 
     heatmap: np.ndarray
@@ -133,6 +120,8 @@ class CamResult:
     geometry: str
     raw_max: float
     vmax: float | None = None
+    empty: bool = False
+    grid: tuple[int, int] | None = None
 
     def heatmap_original(self, shape: tuple[int, ...]) -> np.ndarray:
         """The heat map on the original image grid (see :func:`to_original`).
@@ -193,6 +182,171 @@ def _gradient_leaf(module: nn.Module, args: Any, output: Any) -> Any:
     return None
 
 
+@dataclass(frozen=True, eq=False)
+class LayerPass:
+    """Everything one batched pass at a layer gives, before any upsampling (see :func:`layer_pass`).
+
+    Attributes
+    ----------
+    pre : dict of method -> (N, h, w) float32 ndarray
+        Each method's map on the layer's grid *before* the ReLU (negative = evidence against the class).
+    targets : list of int
+        Class explained per image.
+    logits : (N, K) float32 ndarray
+    grid : (int, int)
+        (rows, columns) of the layer's feature map: the map's true resolution.
+    uniform_gradient : bool
+        The class score's gradient is the same at every cell of every channel (a layer that feeds global
+        average pooling and a linear head): Grad-CAM, HiResCAM and XGrad-CAM then coincide exactly.
+    seconds : dict of str -> float
+        ``"forward/backward"`` (the shared pass) and each method's own work.
+    channels : int
+        Channels of the layer's feature map.
+    """
+
+    pre: dict[str, np.ndarray]
+    targets: list[int]
+    logits: np.ndarray
+    grid: tuple[int, int]
+    uniform_gradient: bool
+    seconds: dict[str, float]
+    channels: int = 0
+
+
+def layer_pass(model: nn.Module, layer: str, x: np.ndarray, targets: Sequence[int | None],
+               methods: Sequence[str], decide: Callable[[np.ndarray], int],
+               table: Mapping[str, type] | None = None) -> LayerPass:
+    """Raw CAMs of several methods from ONE forward (and, if any method needs it, one backward) pass, on a
+    *private* model (a replica): hooks attached for this call only, always released.
+
+    Gradient methods (Grad-CAM, HiResCAM, Grad-CAM++, XGrad-CAM, LayerCAM) and Eigen-CAM all read the same
+    activations and gradients; Score-CAM and Ablation-CAM then run their own batched passes.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A private copy in eval mode (never the shared model).
+    layer : str
+        Dotted path of the target layer.
+    x : (N, C, H, W) float32 ndarray
+        Normalised model inputs.
+    targets : sequence of (int or None), length N
+        Class per image; None = ``decide(logits)``.
+    methods : sequence of str
+        Canonical method names.
+    decide : callable
+        (K,) logits -> class index (the Predictor's decision rule).
+    table : mapping of method -> pytorch-grad-cam class, optional
+        Overrides :data:`METHODS` for this call (e.g. a Score-CAM on fewer channels).
+
+    Returns
+    -------
+    LayerPass
+
+    Raises
+    ------
+    ExplainError
+        The layer runs more than once per forward pass, does not output (N, C, h, w), or gets no gradient.
+    """
+    import time
+
+    classes = {**METHODS, **(table or {})}
+    target_layer = resolve_layer(model, layer)
+    device = next(model.parameters()).device
+    grad_based = any(m not in GRADIENT_FREE for m in methods)
+    leaf = target_layer.register_forward_hook(_gradient_leaf) if grad_based else None
+    base = METHODS["gradcam"] if grad_based else METHODS["eigencam"]
+    cam_obj = None
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        cam_obj = base(model=model, target_layers=[target_layer])
+        ag = cam_obj.activations_and_grads
+        with torch.inference_mode(False), torch.set_grad_enabled(grad_based):
+            inp = torch.from_numpy(np.array(x, dtype=np.float32)).to(device)
+            outputs = ag(inp)  # (N, K)
+            logits = outputs.detach().float().cpu().numpy()
+            idx = [int(t) if t is not None else int(decide(logits[i])) for i, t in enumerate(targets)]
+            tgts = [ClassifierOutputTarget(i) for i in idx]
+            if grad_based:
+                loss = sum(t(o) for t, o in zip(tgts, outputs, strict=True))
+                loss.backward()  # stops at the layer output (a leaf): only the head is back-propagated
+            if len(ag.activations) != 1:
+                raise ExplainError(f"Layer {layer!r} runs {len(ag.activations)} times per forward pass; choose a "
+                                   "layer (block) that runs once, e.g. the last convolutional block.")
+            acts = ag.activations[0].numpy()
+            if acts.ndim != 4:
+                raise ExplainError(f"Layer {layer!r} does not output (N, C, h, w) feature maps.")
+            if grad_based and not ag.gradients:
+                raise ExplainError(f"No gradient reached layer {layer!r}; choose a layer the output depends on.")
+            grads = ag.gradients[0].numpy() if grad_based else None
+        # hooks off before the methods that run the model again (Score-CAM, Ablation-CAM)
+        cam_obj.activations_and_grads.release()
+        if leaf is not None:
+            leaf.remove()
+            leaf = None
+        seconds["forward/backward"] = time.perf_counter() - t0
+        pre: dict[str, np.ndarray] = {}
+        with torch.inference_mode(False):
+            for m in methods:
+                t1 = time.perf_counter()
+                obj = classes[m](model=model, target_layers=[target_layer])
+                obj.activations_and_grads.release()  # used for its formula only: no hooks stay on the model
+                raw = obj.get_cam_image(inp, target_layer, tgts, acts, grads, False)  # (N, h, w), before ReLU
+                pre[m] = np.nan_to_num(np.asarray(raw, dtype=np.float32))
+                seconds[m] = time.perf_counter() - t1
+    finally:
+        # hooks off the replica even on error (BaseCAM.__exit__ would swallow an IndexError)
+        if cam_obj is not None:
+            cam_obj.activations_and_grads.release()
+        if leaf is not None:
+            leaf.remove()
+    uniform = False
+    if grads is not None:
+        g = grads.reshape(grads.shape[0], grads.shape[1], -1)
+        spread = float(np.abs(g - g.mean(axis=-1, keepdims=True)).max()) if g.size else 0.0
+        uniform = spread <= 1e-6 * max(float(np.abs(g).max()), 1e-30)
+    return LayerPass(pre=pre, targets=idx, logits=logits, grid=(int(acts.shape[2]), int(acts.shape[3])),
+                     uniform_gradient=uniform, seconds=seconds, channels=int(acts.shape[1]))
+
+
+def upsample(pre: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """ReLU, then bilinear upsampling of (N, h, w) layer-grid maps to the model input size.
+
+    Returns
+    -------
+    (N, H, W) float32 ndarray, >= 0
+    """
+    raw = np.maximum(np.asarray(pre, dtype=np.float32), 0.0)
+    up = F.interpolate(torch.from_numpy(np.ascontiguousarray(raw))[:, None], size=tuple(size), mode="bilinear",
+                       align_corners=False)[:, 0]
+    return np.maximum(up.numpy(), 0.0).astype(np.float32)
+
+
+#: A map is *empty* (no region raises the class) when its largest positive value is at most this share of its
+#: largest absolute value (or it is all zero).
+EMPTY_RTOL = 1e-6
+
+
+def is_empty(pre: np.ndarray) -> bool:
+    """Whether a map (before the ReLU) carries no positive evidence for the class.
+
+    Parameters
+    ----------
+    pre : (h, w) float ndarray
+        The method's weighted activation sum before the ReLU (:attr:`LayerPass.pre`).
+
+    Returns
+    -------
+    bool
+        True when ``max(pre) <= EMPTY_RTOL * max(|pre|)``: after the ReLU the map is zero (or round-off), and
+        min-max scaling it would draw noise. Such a map means "no region raises this class".
+    """
+    p = np.asarray(pre, dtype=np.float64)
+    big = float(np.abs(p).max()) if p.size else 0.0
+    return big == 0.0 or float(p.max()) <= EMPTY_RTOL * big
+
+
 def raw_maps(model: nn.Module, layer: str, x: np.ndarray, targets: Sequence[int | None], method: str,
              decide: Callable[[np.ndarray], int]) -> tuple[np.ndarray, list[int], np.ndarray]:
     """Raw CAMs on a *private* model (a replica): hooks attached for this call only, always released.
@@ -219,44 +373,8 @@ def raw_maps(model: nn.Module, layer: str, x: np.ndarray, targets: Sequence[int 
     targets : list of int
     logits : (N, K) float32 ndarray
     """
-    target_layer = resolve_layer(model, layer)
-    device = next(model.parameters()).device
-    cls = METHODS[method]
-    grad_based = method not in GRADIENT_FREE
-    leaf = target_layer.register_forward_hook(_gradient_leaf) if grad_based else None
-    cam_obj = None
-    try:
-        cam_obj = cls(model=model, target_layers=[target_layer])
-        ag = cam_obj.activations_and_grads
-        with torch.inference_mode(False), torch.set_grad_enabled(grad_based):
-            inp = torch.from_numpy(np.array(x, dtype=np.float32)).to(device)
-            outputs = ag(inp)  # (N, K)
-            logits = outputs.detach().float().cpu().numpy()
-            idx = [int(t) if t is not None else int(decide(logits[i])) for i, t in enumerate(targets)]
-            tgts = [ClassifierOutputTarget(i) for i in idx]
-            if grad_based:
-                loss = sum(t(o) for t, o in zip(tgts, outputs, strict=True))
-                loss.backward()  # stops at the layer output (a leaf): only the head is back-propagated
-            if len(ag.activations) != 1:
-                raise ExplainError(f"Layer {layer!r} runs {len(ag.activations)} times per forward pass; choose a "
-                                   "layer (block) that runs once, e.g. the last convolutional block.")
-            acts = ag.activations[0].numpy()
-            if acts.ndim != 4:
-                raise ExplainError(f"Layer {layer!r} does not output (N, C, h, w) feature maps.")
-            if grad_based and not ag.gradients:
-                raise ExplainError(f"No gradient reached layer {layer!r}; choose a layer the output depends on.")
-            grads = ag.gradients[0].numpy() if grad_based else None
-            raw = cam_obj.get_cam_image(inp, target_layer, tgts, acts, grads, False)  # (N, h, w)
-    finally:
-        # hooks off the replica even on error (BaseCAM.__exit__ would swallow an IndexError)
-        if cam_obj is not None:
-            cam_obj.activations_and_grads.release()
-        if leaf is not None:
-            leaf.remove()
-    raw = np.maximum(np.nan_to_num(np.asarray(raw, dtype=np.float32)), 0.0)
-    up = F.interpolate(torch.from_numpy(raw)[:, None], size=tuple(x.shape[-2:]), mode="bilinear",
-                       align_corners=False)[:, 0]
-    return np.maximum(up.numpy(), 0.0).astype(np.float32), idx, logits
+    lp = layer_pass(model, layer, x, targets, [method], decide)
+    return upsample(lp.pre[method], tuple(x.shape[-2:])), lp.targets, lp.logits
 
 
 def _scale(maps: np.ndarray, scale: str, vmax: float | None) -> np.ndarray:
@@ -274,7 +392,8 @@ def _scale(maps: np.ndarray, scale: str, vmax: float | None) -> np.ndarray:
 
 
 def _run(predictor: Any, x: np.ndarray, targets: Sequence[int | None], method: str, layer: str | None,
-         batch_size: int, timeout: float | None) -> tuple[np.ndarray, list[int], np.ndarray, str]:
+         batch_size: int, timeout: float | None
+         ) -> tuple[np.ndarray, list[int], np.ndarray, str, list[bool], tuple[int, int]]:
     spec: ModelSpec = predictor.spec
     _check_inputs(spec, x)
     layer_name = layer or cam_layer_of(spec)
@@ -285,14 +404,21 @@ def _run(predictor: Any, x: np.ndarray, targets: Sequence[int | None], method: s
     def decide(lg: np.ndarray) -> int:
         return int(predictor.decide(_softmax(lg, spec.temperature)))
 
+    empty: list[bool] = []
+    grid = (0, 0)
     with pool.borrow(**kwargs) as replica:
         for i in range(0, len(x), batch_size):
-            m, t, lg = raw_maps(replica, layer_name, x[i : i + batch_size], targets[i : i + batch_size], method,
-                                decide)
-            maps.append(m)
-            idx.extend(t)
-            logits.append(lg)
-    return np.concatenate(maps), idx, np.concatenate(logits), layer_name
+            lp = layer_pass(replica, layer_name, x[i : i + batch_size], targets[i : i + batch_size], [method],
+                            decide)
+            flags = [is_empty(p) for p in lp.pre[method]]
+            up = upsample(lp.pre[method], tuple(x.shape[-2:]))
+            up[np.asarray(flags, dtype=bool)] = 0.0  # round-off positives would be stretched into noise
+            maps.append(up)
+            empty.extend(flags)
+            idx.extend(lp.targets)
+            logits.append(lp.logits)
+            grid = lp.grid
+    return np.concatenate(maps), idx, np.concatenate(logits), layer_name, empty, grid
 
 
 def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -361,14 +487,15 @@ def cam(predictor: Any, preprocessed: Any, target: int | str | None = None, meth
     if scale not in SCALES:
         raise ExplainError(f"Unknown scale {scale!r}; choose 'relative' or 'global'.")
     x = _model_input(preprocessed)[None]
-    maps, idx, logits, layer_name = _run(predictor, x, [t], m, layer, 1, timeout)
+    maps, idx, logits, layer_name, empty, grid = _run(predictor, x, [t], m, layer, 1, timeout)
     heat = _scale(maps, scale, vmax)[0]
     heat.setflags(write=False)
     prob = float(_softmax(logits[0], spec.temperature)[idx[0]])
     return CamResult(heatmap=heat, method=m, target_index=idx[0], target_label=spec.labels[idx[0]],
                      target_probability=prob, scale=scale, layer=layer_name,
                      input_size=tuple(spec.preprocess.input_size), geometry=spec.preprocess.geometry,
-                     raw_max=float(maps[0].max()), vmax=vmax if scale == "global" else None)
+                     raw_max=float(maps[0].max()), vmax=vmax if scale == "global" else None, empty=empty[0],
+                     grid=grid)
 
 
 def cam_batch(predictor: Any, model_inputs: np.ndarray | torch.Tensor,
@@ -412,7 +539,7 @@ def cam_batch(predictor: Any, model_inputs: np.ndarray | torch.Tensor,
     if n == 0:
         h, w = predictor.spec.preprocess.input_size
         return np.zeros((0, h, w), dtype=np.float32)
-    maps, _, _, _ = _run(predictor, x, tl, m, layer, max(1, int(batch_size)), None)
+    maps, _, _, _, _, _ = _run(predictor, x, tl, m, layer, max(1, int(batch_size)), None)
     return _scale(maps, scale, vmax)
 
 
@@ -445,7 +572,7 @@ def global_vmax(predictor: Any, model_inputs: np.ndarray, method: str = "gradcam
     if len(tl) != len(x) or len(x) == 0:
         raise ExplainError(f"global_vmax needs one target per reference image and at least one image; got "
                            f"{len(tl)} targets for {len(x)} images.")
-    maps, _, _, _ = _run(predictor, x, tl, method_name(method), None, 32, None)
+    maps, _, _, _, _, _ = _run(predictor, x, tl, method_name(method), None, 32, None)
     v = float(np.percentile(maps.max(axis=(1, 2)), q))
     return v if v > 0 else 1.0
 
