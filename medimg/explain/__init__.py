@@ -18,7 +18,9 @@ Main entry points
   one image from one shared pass, with empty maps, coinciding methods and the map's grid reported),
   :func:`cam_layers`, :func:`faithfulness` (deletion/insertion beside random maps), :func:`sanity_check`
   (cascading randomisation with a verdict), :func:`mask_localisation` (pointing game over a split's masks)
-- :func:`layer_names`, :func:`first_layer_filters`, :func:`feature_maps`, :func:`occlusion` for educators
+- :func:`layer_names`, :func:`first_layer_filters`, :func:`feature_maps`, :func:`occlusion` for educators;
+  :func:`layer_table` (shapes, parameters, receptive fields), :func:`stage_cams` (a map at every stage),
+  :func:`occlude` (cover one region), :func:`what_if` (preprocessing changed, answer measured)
 """
 
 from __future__ import annotations
@@ -57,12 +59,27 @@ from medimg.explain.maps import CamResult, cam, cam_batch, global_vmax, is_empty
 from medimg.explain.methods import CLASS_AGNOSTIC, METHOD_LABELS, METHODS, method_label, method_name
 from medimg.explain.overlay import colormap_lut, overlay
 from medimg.explain.replicas import BusyError, ExplainError, ReplicaPool, hook_count, replica_pool
-from medimg.explain.teaching import feature_maps, first_layer_filters, layer_names, occlusion
+from medimg.explain.teaching import (
+    LayerRow,
+    StageCam,
+    WhatIf,
+    channel_order,
+    feature_maps,
+    first_layer_filters,
+    layer_names,
+    layer_table,
+    occlude,
+    occlusion,
+    stage_cams,
+    stage_layers,
+    what_if,
+)
 
 __all__ = ["METHODS", "METHOD_LABELS", "CLASS_AGNOSTIC", "method_label", "is_empty", "GRID_METHODS", "GRID_SCALES",
            "GridMap", "LayerOption", "MethodGrid", "cam_layers", "grid_vmax", "method_grid", "Faithfulness",
            "faithfulness", "Sanity", "sanity_check", "SANITY_FAIL_RHO", "CaseError", "LocalisationReview",
            "case_inputs", "cases_available", "has_masks", "load_case", "mask_localisation", "CamResult", "cam", "cam_batch", "global_vmax", "overlay", "colormap_lut", "to_original",
            "method_name", "deletion_insertion", "randomization_sanity", "randomized_copy", "spearman",
-           "feature_maps", "first_layer_filters", "layer_names", "occlusion", "hook_count", "replica_pool",
+           "feature_maps", "first_layer_filters", "layer_names", "occlusion", "occlude", "channel_order", "layer_table",
+           "LayerRow", "stage_layers", "stage_cams", "StageCam", "what_if", "WhatIf", "hook_count", "replica_pool",
            "ReplicaPool", "ExplainError", "BusyError"]
