@@ -11,14 +11,14 @@ Public names
   :func:`get_predictor` (``st.cache_resource``, keyed by spec path).
 - :class:`guard`: shows a :class:`medimg.MedimgError` as ``st.error(f"{err.title}: {err}")`` and anything else as a
   generic message; never a traceback.
-- :mod:`session` (the current upload, kept across pages), :mod:`analysis` (decode, predict, explain, overlay; results in ``st.session_state`` only), :mod:`widgets`,
+- :mod:`session` (the current upload, kept across pages), :mod:`analysis` (decode, predict, explain, overlay; results in ``st.session_state`` only), :mod:`viewer` (the image panel), :mod:`widgets`,
   :mod:`dashboard`, and :mod:`viz` (the plotly figures).
 """
 
 from __future__ import annotations
 
 from medimg import viz
-from medimg.ui import analysis, dashboard, session, widgets
+from medimg.ui import analysis, dashboard, session, viewer, widgets
 from medimg.ui.errors import GENERIC_MESSAGE, error_text, guard
 from medimg.ui.resources import (
     WEIGHTS_ENV,
@@ -40,6 +40,6 @@ from medimg.ui.sidebar import (
     sidebar,
 )
 
-__all__ = ["viz", "analysis", "dashboard", "session", "widgets", "guard", "error_text", "GENERIC_MESSAGE", "WEIGHTS_ENV",
+__all__ = ["viz", "analysis", "dashboard", "session", "viewer", "widgets", "guard", "error_text", "GENERIC_MESSAGE", "WEIGHTS_ENV",
            "ModelOption", "available_models", "compute_slot", "device_label", "get_predictor", "weights_dir",
            "MODEL_KEY", "PICKER_KEY", "NOT_FOR_DIAGNOSIS", "notice", "selected_model", "sidebar", "app_chrome", "page_chrome"]

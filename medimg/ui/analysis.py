@@ -27,11 +27,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from medimg.predict import Prediction
     from medimg.ui.session import Upload
 
-__all__ = ["STATE_KEY", "CAM_METHODS", "Timed", "cam_methods", "clear", "decode", "predict", "explain", "overlay",
-           "window_key"]
+__all__ = ["STATE_KEY", "CONFIRM_KEY", "READS_KEY", "CAM_METHODS", "Timed", "cam_methods", "clear", "decode",
+           "predict", "explain", "overlay", "window_key", "model_id", "state_key", "upload_label", "confirmation",
+           "record_confirmation", "Read", "record_read", "read_for", "reads_table", "image_number"]
 
 #: The one ``st.session_state`` entry holding this session's per-image results.
 STATE_KEY = "medimg.analysis"
+#: ``st.session_state`` entry of the confirmed warnings: (model, image, frame) -> failed check names confirmed.
+CONFIRM_KEY = "medimg.confirmations"
+#: ``st.session_state`` entry of the clinician's own reads (read-first mode), in the order recorded.
+READS_KEY = "medimg.reads"
+#: ``st.session_state`` entry numbering the images of this session (upload id -> 1, 2, ...).
+_NUMBERS_KEY = "medimg.image_numbers"
 #: Results kept per kind for the current file (frames x windows x models x CAM methods the user tried).
 _KEEP = 6
 
@@ -236,3 +243,228 @@ def overlay(display: np.ndarray, cam_result: Any, alpha: float, colormap: str = 
     heat = cam_result.heatmap_original(tuple(display.shape[:2]))
     rgb = ex.overlay(display, heat, alpha=float(alpha), colormap=colormap)
     return Timed(rgb, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------------ keys and labels
+
+
+def model_id(option: ModelOption | None) -> str:
+    """A key part naming the model: its spec file name (``"none"`` without a model)."""
+    return option.path.name if option is not None else "none"
+
+
+def state_key(kind: str, option: ModelOption | None, upload: Upload, frame: int | None) -> str:
+    """Widget / state key of a choice about one model, one image and one frame.
+
+    Every state a user confirms or chooses about a result (the "Analyse anyway" confirmation, the class a heat
+    map explains, a read) is keyed by all three, so a choice never carries over to another model or file.
+
+    Returns
+    -------
+    str
+        ``"{kind}-{model}-{upload id}-{frame}"`` (frame ``0`` for single-frame files).
+    """
+    return f"{kind}-{model_id(option)}-{upload.upload_id}-{0 if frame is None else int(frame)}"
+
+
+_MODALITY_WORDS = {"CR": "radiograph", "DX": "radiograph", "MR": "MRI", "US": "ultrasound", "CT": "CT",
+                   "SM": "micrograph", "XC": "photograph", "OT": "image", "MG": "mammogram"}
+
+
+def upload_label(option: ModelOption | None) -> str:
+    """The uploader's label, from the selected model's spec (what kind of image it expects).
+
+    E.g. ``"Chest radiograph (CR, DX) for Chest X-ray: normal vs pneumonia ...: DICOM, PNG, JPEG or TIFF"``.
+    """
+    tail = "DICOM, PNG, JPEG or TIFF (the type is read from the content, so any file name works)"
+    if option is None or option.spec is None:
+        return f"Image: {tail}"
+    spec = option.spec
+    part = spec.body_parts[0].capitalize() if spec.body_parts else ""
+    kind = next((_MODALITY_WORDS[m] for m in spec.modalities if m in _MODALITY_WORDS), "image")
+    what = f"{part} {kind}".strip() if part else kind
+    what = what[:1].upper() + what[1:]
+    mods = f" ({', '.join(spec.modalities)})" if spec.modalities else ""
+    return f"{what}{mods} for the model \"{option.title}\": {tail}"
+
+
+# ------------------------------------------------------------------------------------ confirmations
+
+
+def _confirmations() -> dict[tuple[str, str, int], frozenset[str]]:
+    table = st.session_state.get(CONFIRM_KEY)
+    if not isinstance(table, dict):
+        table = {}
+        st.session_state[CONFIRM_KEY] = table
+    return table
+
+
+def confirmation(option: ModelOption | None, upload: Upload, frame: int | None,
+                 failed: frozenset[str]) -> tuple[bool, int | None]:
+    """Whether the user confirmed these failed checks for this model, image and frame.
+
+    Parameters
+    ----------
+    option, upload, frame
+        The model, the file and the 0-based frame (None for single-frame files).
+    failed : frozenset of str
+        Names of the failed checks now shown.
+
+    Returns
+    -------
+    (bool, int or None)
+        ``(True, None)`` when confirmed for this frame; ``(True, f)`` when another frame ``f`` (0-based) of the
+        same file was confirmed with the same model and the same failed checks (a multi-frame file is confirmed
+        once, not per frame); ``(False, None)`` otherwise. A different model never inherits a confirmation.
+    """
+    table = _confirmations()
+    mid, uid, fr = model_id(option), upload.upload_id, 0 if frame is None else int(frame)
+    if table.get((mid, uid, fr)) == failed:
+        return True, None
+    for (m, u, f), names in table.items():
+        if m == mid and u == uid and names == failed:
+            return True, f
+    return False, None
+
+
+def record_confirmation(option: ModelOption | None, upload: Upload, frame: int | None, failed: frozenset[str],
+                        confirmed: bool) -> None:
+    """Store (or withdraw) the confirmation of ``failed`` for this model, image and frame."""
+    table = _confirmations()
+    key = (model_id(option), upload.upload_id, 0 if frame is None else int(frame))
+    if confirmed:
+        table[key] = failed
+    else:
+        for k in [k for k, v in table.items() if k[:2] == key[:2] and v == failed]:
+            table.pop(k, None)
+
+
+# ------------------------------------------------------------------------------------ read first
+
+
+@dataclass(frozen=True)
+class Read:
+    """A clinician's own read of one image, recorded before the model's output was shown.
+
+    Attributes
+    ----------
+    model : str
+        Spec file name of the model it is compared with.
+    model_title : str
+    image : int
+        The image's number in this session (1, 2, ...); never the file name.
+    frame : int
+        0-based frame.
+    label : str
+        The class the clinician chose.
+    confidence : int
+        The clinician's confidence in percent (50-100).
+    model_label : str
+        The model's class, filled in when revealed.
+    model_probability : float
+        The model's calibrated probability of its class.
+    """
+
+    model: str
+    model_title: str
+    image: int
+    frame: int
+    label: str
+    confidence: int
+    model_label: str = ""
+    model_probability: float = float("nan")
+
+    @property
+    def agrees(self) -> bool:
+        """The clinician and the model chose the same class."""
+        return self.label == self.model_label
+
+
+def image_number(upload: Upload) -> int:
+    """This session's number of an image (1 for the first uploaded, ...), used instead of any file name."""
+    numbers = st.session_state.get(_NUMBERS_KEY)
+    if not isinstance(numbers, dict):
+        numbers = {}
+        st.session_state[_NUMBERS_KEY] = numbers
+    return numbers.setdefault(upload.upload_id, len(numbers) + 1)
+
+
+def _reads() -> dict[str, Read]:
+    reads = st.session_state.get(READS_KEY)
+    if not isinstance(reads, dict):
+        reads = {}
+        st.session_state[READS_KEY] = reads
+    return reads
+
+
+def record_read(option: ModelOption, upload: Upload, frame: int | None, label: str, confidence: int,
+                prediction: Prediction) -> Read:
+    """Record the clinician's read (before the reveal) with the model's answer beside it; kept in this session
+    only, keyed by model, image and frame (a second read of the same replaces the first)."""
+    p = float(prediction.probs[prediction.label_index])
+    read = Read(model=model_id(option), model_title=option.title, image=image_number(upload),
+                frame=0 if frame is None else int(frame), label=str(label), confidence=int(confidence),
+                model_label=prediction.label, model_probability=p)
+    _reads()[state_key("read", option, upload, frame)] = read
+    return read
+
+
+def read_for(option: ModelOption | None, upload: Upload, frame: int | None) -> Read | None:
+    """The read recorded for this model, image and frame, or None."""
+    return _reads().get(state_key("read", option, upload, frame))
+
+
+def reads_table() -> dict[str, list[Any]]:
+    """This session's reads vs the model, as columns for ``st.dataframe`` (no file names, nothing stored
+    elsewhere)."""
+    rows = list(_reads().values())
+    return {
+        "Image": [r.image for r in rows],
+        "Frame": [r.frame + 1 for r in rows],
+        "Model": [r.model_title for r in rows],
+        "Your read": [r.label for r in rows],
+        "Your confidence": [f"{r.confidence} %" for r in rows],
+        "Model output": [r.model_label for r in rows],
+        "Model probability": [f"{r.model_probability:.1%}" for r in rows],
+        "Agree": ["yes" if r.agrees else "no" for r in rows],
+    }
+
+
+# ------------------------------------------------------------------------------------ cine
+
+
+def cine_frames(upload: Upload, n_frames: int, settings: Any, max_frames: int = 120,
+                max_side: int = 384) -> list[np.ndarray]:
+    """Every frame (up to ``max_frames``) rendered through one window, downsampled for the cine figure.
+
+    Parameters
+    ----------
+    upload : medimg.ui.session.Upload
+    n_frames : int
+        Frames in the file.
+    settings : medimg.ui.viewer.ViewerSettings
+        The window, invert and overlay choices; the same for every frame.
+    max_frames, max_side : int
+        Bounds on the work and on what is sent to the browser.
+
+    Returns
+    -------
+    list of (h, w, 3) uint8 ndarray
+        Kept in this session's results (keyed by the settings), never in a process-wide cache.
+    """
+    from medimg.ui.viewer import render
+
+    def run() -> list[np.ndarray]:
+        out = []
+        for f in range(min(int(n_frames), max_frames)):
+            img = medimg.load_image(upload.data, frame=f)
+            rgb = render(img, settings)
+            out.append(to_uint8(rgb.astype(np.float32) / np.float32(255.0), max_side)
+                       if max(rgb.shape[:2]) > max_side else rgb)
+        shapes = {a.shape for a in out}
+        if len(shapes) > 1:  # frames of different sizes cannot share one figure
+            out = [a for a in out if a.shape == out[0].shape]
+        return out
+
+    key = (window_key(settings.window), bool(settings.invert), bool(settings.overlays), max_frames, max_side)
+    return _cached(upload.upload_id, "cine", key, run).value

@@ -22,13 +22,17 @@ from medimg.spec import ModelSpec, load_spec
 if TYPE_CHECKING:  # pragma: no cover
     from medimg.predict import Predictor
 
-__all__ = ["WEIGHTS_ENV", "MAX_CONCURRENT_ANALYSES", "ModelOption", "weights_dir", "available_models",
-           "get_predictor", "device_label", "compute_slot"]
+__all__ = ["WEIGHTS_ENV", "DEFAULT_MODEL_ENV", "MAX_CONCURRENT_ANALYSES", "ModelOption", "weights_dir",
+           "available_models", "default_model", "get_predictor", "is_loaded", "device_hint", "device_label",
+           "compute_slot"]
 
 log = logging.getLogger("medimg.ui")
 
 #: Environment variable naming the weights folder the app lists (default :data:`medimg.WEIGHTS_DIR`).
 WEIGHTS_ENV = "MEDIMG_WEIGHTS"
+#: Environment variable naming the model (spec file name, e.g. ``cxr_pneumonia_resnet18.json``) selected when
+#: the user has not chosen one; by default :func:`default_model` picks the chest radiograph model.
+DEFAULT_MODEL_ENV = "MEDIMG_DEFAULT_MODEL"
 #: Analyses (predict + Grad-CAM) that may run at once in one server process; further ones wait, then get a
 #: "busy" message instead of overloading the machine.
 MAX_CONCURRENT_ANALYSES = max(1, int(os.environ.get("MEDIMG_MAX_CONCURRENT", "2")))
@@ -103,12 +107,45 @@ def available_models(folder: str | Path | None = None) -> list[ModelOption]:
     return out
 
 
+def default_model(options: list[ModelOption]) -> ModelOption | None:
+    """The model selected before the user chooses one.
+
+    ``$MEDIMG_DEFAULT_MODEL`` (a spec file name) when it is among ``options``; else the chest radiograph model
+    (a spec whose modalities include CR or DX and body parts CHEST), the one with the largest input first (the
+    uploader's first image is most often a chest film); else the first usable option.
+
+    Parameters
+    ----------
+    options : list of ModelOption
+
+    Returns
+    -------
+    ModelOption or None
+        None when ``options`` is empty.
+    """
+    if not options:
+        return None
+    wanted = os.environ.get(DEFAULT_MODEL_ENV, "").strip()
+    for o in options:
+        if wanted and o.path.name == wanted:
+            return o
+    usable = [o for o in options if o.spec is not None]
+    chest = [o for o in usable if {"CR", "DX"} & set(o.spec.modalities) and "CHEST" in o.spec.body_parts]
+    if chest:
+        return max(chest, key=lambda o: (min(o.spec.preprocess.input_size), -options.index(o)))
+    return usable[0] if usable else options[0]
+
+
 def _stamp(path: Path) -> tuple[int, int]:
     """Modification times of the spec and its weights: a retrained model reloads."""
     try:
         return path.stat().st_mtime_ns, path.with_suffix(".safetensors").stat().st_mtime_ns
     except OSError:
         return 0, 0
+
+
+#: Devices of the models loaded in this process, by resolved spec path (no patient data: model metadata).
+_LOADED: dict[str, str] = {}
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
@@ -120,7 +157,38 @@ def _load_predictor(spec_path: str, stamp: tuple[int, int]) -> Predictor:  # noq
     # Threads for the server's concurrency: MAX_CONCURRENT_ANALYSES analyses share the cores; more intra-op
     # threads than cores per analysis oversubscribes the CPU and makes every session slower.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // MAX_CONCURRENT_ANALYSES))
-    return Predictor.from_spec(spec_path)
+    predictor = Predictor.from_spec(spec_path)
+    _LOADED[spec_path] = predictor.device.type
+    return predictor
+
+
+def is_loaded(spec_path: str | Path) -> bool:
+    """Whether this process has already loaded the model of ``spec_path`` (cheap; loads nothing)."""
+    return str(Path(spec_path).resolve()) in _LOADED
+
+
+def device_hint() -> tuple[str, str]:
+    """Where the network will run, without importing torch or loading a model.
+
+    A CUDA device is assumed when the NVIDIA driver exposes a GPU (``/proc/driver/nvidia/gpus``) and
+    ``CUDA_VISIBLE_DEVICES`` does not hide it; :func:`device_label` gives the exact answer once a model is loaded.
+
+    Returns
+    -------
+    (str, str)
+        ``("GPU (CUDA)", "green")`` or ``("CPU", "gray")``.
+    """
+    if _LOADED:
+        return ("GPU (CUDA)", "green") if "cuda" in _LOADED.values() else ("CPU", "gray")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = Path("/proc/driver/nvidia/gpus")
+    try:
+        has_gpu = gpus.is_dir() and any(gpus.iterdir())
+    except OSError:
+        has_gpu = False
+    if has_gpu and visible not in ("", "-1"):
+        return "GPU (CUDA)", "green"
+    return "CPU", "gray"
 
 
 def get_predictor(spec_path: str | Path) -> Predictor:

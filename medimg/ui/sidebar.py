@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medimg.ui.errors import guard
-from medimg.ui.resources import ModelOption, available_models, device_label, get_predictor, weights_dir
+from medimg.ui.resources import ModelOption, available_models, default_model, device_hint, weights_dir
 
 __all__ = ["MODEL_KEY", "PICKER_KEY", "NOT_FOR_DIAGNOSIS", "sidebar", "selected_model", "notice", "intended_use_text",
            "app_chrome", "page_chrome"]
@@ -31,12 +30,14 @@ def intended_use_text(option: ModelOption | None) -> str:
 
 
 def selected_model() -> ModelOption | None:
-    """The model chosen in the sidebar (the first available one when the picker has not run yet).
+    """The model chosen in the sidebar (:func:`medimg.ui.resources.default_model` until the user chooses).
+
+    Loads nothing: the model itself is loaded when the page first needs it (:func:`medimg.ui.get_predictor`).
 
     Returns
     -------
     ModelOption or None
-        None when the weights folder holds no model.
+        None when the weights folder holds no model, or the chosen one's spec is unreadable.
     """
     options = available_models()
     if not options:
@@ -44,8 +45,9 @@ def selected_model() -> ModelOption | None:
     chosen = st.session_state.get(MODEL_KEY)
     for o in options:
         if o.path.name == chosen:
-            return o
-    return options[0]
+            return o if not o.error else None
+    o = default_model(options)
+    return o if o is not None and not o.error else None
 
 
 def notice(option: ModelOption | None) -> None:
@@ -58,8 +60,10 @@ def notice(option: ModelOption | None) -> None:
 def sidebar() -> ModelOption | None:
     """Render the shared sidebar and return the selected model.
 
-    Shows the model picker (spec titles of the models in :func:`medimg.ui.weights_dir`), a badge saying where
-    the network runs (CUDA or CPU), the model's intended use and the not-for-diagnosis notice.
+    Shows the model picker (spec titles of the models in :func:`medimg.ui.weights_dir`; the chest radiograph
+    model until the user chooses), a badge saying where the network runs (CUDA or CPU, from
+    :func:`medimg.ui.resources.device_hint`: no model is loaded here, so the first page draws at once), the
+    model's intended use and the not-for-diagnosis notice.
 
     Returns
     -------
@@ -78,7 +82,10 @@ def sidebar() -> ModelOption | None:
             names = [o.path.name for o in options]
             by_name = {o.path.name: o for o in options}
             current = st.session_state.get(MODEL_KEY)
-            name = st.selectbox("Model", names, index=names.index(current) if current in by_name else 0,
+            if current not in by_name:
+                first = default_model(options)
+                current = first.path.name if first is not None else names[0]
+            name = st.selectbox("Model", names, index=names.index(current),
                                 format_func=lambda n: by_name[n].title, key=PICKER_KEY,
                                 help="Models found in the weights folder, by the title in their specification.")
             # Kept outside the widget's own state, so the choice survives switching pages.
@@ -88,13 +95,9 @@ def sidebar() -> ModelOption | None:
                 st.error(option.error)
                 option = None
             else:
-                with guard("loading the model", stop=False) as g:
-                    predictor = get_predictor(option.path)
-                if not g.failed:
-                    label, color = device_label(predictor)
-                    st.badge(f"Runs on {label}", color=color, icon=":material/memory:")
-                else:
-                    option = None
+                # no model is loaded here: the page draws at once and loads it behind a spinner when needed
+                label, color = device_hint()
+                st.badge(f"Runs on {label}", color=color, icon=":material/memory:")
         st.markdown("**Intended use**")
         st.caption(intended_use_text(shown))
         st.warning("**Not for diagnostic use.** Research, education and model review only.",

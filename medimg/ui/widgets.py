@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
@@ -18,7 +18,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CUSTOM_WINDOW", "frame_picker", "window_picker", "show_image", "show_metadata", "show_gate",
            "show_prediction", "show_cam_note", "show_steps", "step_pixels", "show_timings", "format_seconds",
-           "show_uncertainty", "uncertainty_text"]
+           "show_uncertainty", "uncertainty_text", "header_checks_for", "show_model_suggestion", "confirm_warnings",
+           "READ_FIRST_KEY", "read_first", "show_agreement", "show_reads_table", "report_downloads"]
+
+#: ``st.session_state`` key of the read-first mode toggle (a preference of the user, not about an image).
+READ_FIRST_KEY = "medimg.read-first"
 
 #: Label of the custom center/width option of :func:`window_picker`.
 CUSTOM_WINDOW = "Custom center / width"
@@ -118,26 +122,39 @@ def show_metadata(image: MedicalImage) -> None:
     facts.update({str(k): str(v) for k, v in image.metadata.items()})
     st.dataframe({"Attribute": list(facts), "Value": list(facts.values())}, hide_index=True, width="stretch")
     withheld = {k: int(v) for k, v in image.withheld.items() if int(v) > 0}
+    pixels = {"no": "The header states the pixels carry no burned-in annotation.",
+              "yes": "**The pixels are not de-identified:** the header says they show identifying text.",
+              "likely": "**The pixels are not de-identified:** images of this kind often show identifying text.",
+              }.get(image.burned_in, "The pixels themselves were not checked for burned-in text.")
     if withheld:
         total = sum(withheld.values())
         parts = ", ".join(f"{cat}: {n}" for cat, n in sorted(withheld.items()))
-        st.caption(f":material/shield_lock: **Withheld:** {total} attribute(s) were not shown or kept, by "
-                   f"category: {parts}.")
+        st.caption(f":material/shield_lock: **Withheld:** {total} header attribute(s) were not shown or kept, by "
+                   f"category: {parts}. {pixels}")
     else:
-        st.caption(":material/shield_lock: **Withheld:** no identifying attributes were found in this file.")
+        st.caption(":material/shield_lock: **Withheld:** no identifying header attributes were found in this "
+                   f"file. {pixels}")
     for note in image.notes:
         icon = ":material/warning:" if "burned" in note.lower() else ":material/info:"
         st.info(note, icon=icon)
 
 
-def show_gate(verdict: GateVerdict) -> None:
-    """Failed applicability checks as warnings with their reasons, or a short confirmation."""
-    failures = verdict.failures
+def show_gate(verdict: GateVerdict, extra: tuple = ()) -> None:
+    """Failed applicability checks as warnings with their reasons, or a short confirmation.
+
+    Parameters
+    ----------
+    verdict : GateVerdict
+    extra : tuple of GateCheck-like
+        Further checks shown with the gate's (the header checks of :func:`header_checks_for`).
+    """
+    checks = tuple(verdict.checks) + tuple(extra)
+    failures = [c for c in checks if not c.passed]
     if failures:
         for c in failures:
             st.warning(f"**Check failed ({c.name}):** {c.reason}", icon=":material/report:")
     else:
-        names = ", ".join(c.name for c in verdict.checks) or "none"
+        names = ", ".join(c.name for c in checks) or "none"
         st.success(f"Applicability checks passed ({names}).", icon=":material/task_alt:")
 
 
@@ -270,3 +287,162 @@ def show_timings(timings: Mapping[str, tuple[float, bool]]) -> None:
                   "Time": [format_seconds(s) for s, _ in timings.values()],
                   "This run": ["reused" if c else "computed" for _, c in timings.values()]},
                  hide_index=True, width="stretch")
+
+
+# ------------------------------------------------------------------------------------ header checks, confirmation
+
+
+def header_checks_for(image: MedicalImage, option: Any, prediction: Prediction) -> tuple:
+    """:func:`medimg.header_checks.check_header` for the selected model, minus any check the gate already made."""
+    from medimg.header_checks import check_header
+
+    if option is None or option.spec is None:
+        return ()
+    done = {c.name for c in prediction.gate.checks}
+    return tuple(c for c in check_header(image, option.spec) if c.name not in done)
+
+
+def show_model_suggestion(image: MedicalImage, option: Any) -> None:
+    """When the DICOM header (Modality, Body Part Examined, age) fits another model better, say which."""
+    from medimg.header_checks import suggest_model
+    from medimg.ui.resources import available_models
+
+    if option is None or option.spec is None or image.format != "dicom":
+        return
+    others = [o for o in available_models() if o.spec is not None]
+    better = suggest_model(image, option.spec, [o.spec for o in others])
+    if better is None:
+        return
+    md = image.metadata
+    said = ", ".join(f"{k} {md[k]}" for k in ("Modality", "Body Part Examined") if k in md) or "its header"
+    st.info(f"This image's header ({said}) fits **{better.title}** better than the selected model. Choose it "
+            "in the sidebar's model picker.", icon=":material/swap_horiz:")
+
+
+def confirm_warnings(option: Any, upload: Any, frame: int | None, verdict: GateVerdict, extra: tuple = ()) -> bool:
+    """The "Analyse anyway" confirmation, keyed by model, image and frame.
+
+    A confirmation never carries over to another model or another file. A further frame of the same file with the
+    same model and the same failed checks is confirmed already (a caption says for which frame).
+
+    Returns
+    -------
+    bool
+        True when every check passed or the user confirmed the warnings.
+    """
+    from medimg.ui import analysis
+
+    failed = frozenset(c.name for c in (*verdict.checks, *extra) if not c.passed)
+    if not failed:
+        return True
+    ok, carried = analysis.confirmation(option, upload, frame, failed)
+    checked = st.checkbox("Analyse anyway: I have read the warnings above", value=ok,
+                          key=analysis.state_key("anyway", option, upload, frame),
+                          help="The model may not apply to this image; the warnings stay beside the result. The "
+                               "confirmation is for this model and this file only.")
+    analysis.record_confirmation(option, upload, frame, failed, checked)
+    if checked and carried is not None:
+        st.caption(f":material/done_all: Confirmed for frame {carried + 1} of this file with the same warnings "
+                   "and model.")
+    if not checked:
+        st.info("The result is hidden until you confirm you have read the warnings.", icon=":material/visibility_off:")
+    return bool(checked)
+
+
+# ------------------------------------------------------------------------------------ read first
+
+
+def read_first(option: Any, upload: Any, frame: int | None, prediction: Prediction) -> bool:
+    """Read-first mode (against automation bias): the clinician records a class and a confidence before the
+    model's output is revealed.
+
+    Returns
+    -------
+    bool
+        True when the output may be shown (mode off, or this model/image/frame already read).
+    """
+    from medimg.ui import analysis
+
+    on = st.toggle("Read first, then reveal", key=READ_FIRST_KEY,
+                   help="Record your own read before seeing the model's output; the page then shows whether you "
+                        "agree. Reads stay in this browser session only.")
+    if not on or analysis.read_for(option, upload, frame) is not None:
+        return True
+    labels = list(prediction.labels)
+    with st.form(key=analysis.state_key("read-form", option, upload, frame)):
+        st.markdown("**Your read** (the model's output is hidden until you record it)")
+        label = st.radio("Class", labels, index=None, horizontal=True,
+                         key=analysis.state_key("read-class", option, upload, frame))
+        confidence = st.slider("Your confidence (%)", 50, 100, 70, 5,
+                               key=analysis.state_key("read-confidence", option, upload, frame))
+        submitted = st.form_submit_button("Record my read and reveal", icon=":material/visibility:")
+    if submitted and label is not None:
+        analysis.record_read(option, upload, frame, label, int(confidence), prediction)
+        st.rerun()
+    if submitted:
+        st.warning("Choose a class first.", icon=":material/touch_app:")
+    st.info("The model's output and heat map are hidden until you record your read.",
+            icon=":material/visibility_off:")
+    return False
+
+
+def show_agreement(read: Any) -> None:
+    """After the reveal: whether the clinician's read and the model agree."""
+    if read is None:
+        return
+    if read.agrees:
+        st.success(f"You read **{read.label}** ({read.confidence} % confident); the model agrees "
+                   f"({read.model_label}, {read.model_probability:.1%}).", icon=":material/handshake:")
+    else:
+        st.warning(f"You read **{read.label}** ({read.confidence} % confident); the model says "
+                   f"**{read.model_label}** ({read.model_probability:.1%}). Disagreement is a reason to look again, "
+                   "not to defer to the model.", icon=":material/call_split:")
+
+
+def show_reads_table() -> None:
+    """The session's reads vs the model, for the clinician's own review (nothing leaves the session)."""
+    from medimg.ui import analysis
+
+    table = analysis.reads_table()
+    if not table["Image"]:
+        return
+    n = len(table["Image"])
+    agree = table["Agree"].count("yes")
+    with st.expander(f"Your reads this session: {agree} of {n} agree with the model", expanded=False):
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.caption(":material/lock: Kept in this browser session only; never stored or sent anywhere.")
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def report_downloads(upload: Any, option: Any, image: MedicalImage, settings: Any, prediction: Prediction,
+                     header_checks: tuple, heat: tuple | None, timings: Mapping[str, tuple[float, bool]]) -> None:
+    """Download buttons for the one-page PDF and the JSON report (built in memory, see :mod:`medimg.report`).
+
+    Parameters
+    ----------
+    heat : (overlay, relative, (method, target)) or None
+        The blended heat map, whether it is min-max scaled per image, and its method label and class.
+    """
+    from dataclasses import replace
+
+    from medimg import report
+    from medimg.ui.viewer import render
+
+    plain = render(image, replace(settings, overlays=False))  # overlays may hold text: never in a report
+    method, target = ("", "") if heat is None else heat[2]
+    rep = report.build_report(
+        image=image, window=settings.window, inverted=settings.invert, prediction=prediction, spec=option.spec,
+        spec_path=option.path, checks=(*prediction.gate.checks, *header_checks), display_rgb=plain,
+        heat_rgb=None if heat is None else heat[0], heat_method=method, heat_target=target,
+        heat_relative=True if heat is None else heat[1], timings={k: v for k, (v, _) in timings.items()})
+    st.subheader("Report")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download PDF report", report.to_pdf(rep), file_name="medimg-report.pdf",
+                       mime="application/pdf", icon=":material/picture_as_pdf:", key="medimg.report-pdf")
+    c2.download_button("Download JSON report", report.to_json(rep), file_name="medimg-report.json",
+                       mime="application/json", icon=":material/data_object:", key="medimg.report-json")
+    st.caption("One page: thumbnail, display window, calibrated probabilities, applicability checks, stability, "
+               "heat map with its method and scale, model and version, timings. No patient identifiers or file "
+               "name; the thumbnail is left out when the pixels may show identifying text.")

@@ -31,6 +31,14 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _viewer(at: AppTest) -> dict:
+    """The viewer panel's plotly figure (key ``viewer-<upload id>-figure``)."""
+    figs = plotly_specs(at)
+    keys = [k for k in figs if k.startswith("viewer-") and k.endswith("-figure")]
+    assert len(keys) == 1, list(figs)
+    return figs[keys[0]]
+
+
 def _assert_result(at: AppTest, labels: tuple[str, ...] = ("normal", "pneumonia")) -> None:
     md = [m.value for m in at.markdown]
     assert any(m.startswith("**Model output: ") for m in md), md
@@ -41,10 +49,12 @@ def _assert_result(at: AppTest, labels: tuple[str, ...] = ("normal", "pneumonia"
     assert abs(x.sum() - 1.0) < 1e-6 and ((x >= 0) & (x <= 1)).all()
     # the device that ran it
     assert any("Ran on **CPU**" in c.value or "Ran on **GPU (CUDA)**" in c.value for c in at.caption)
-    # Grad-CAM section: overlay figure with a colorbar that says the scale is relative
+    # Grad-CAM section: the heat map beside the image in the viewer figure (linked axes), with a colorbar that
+    # says the scale is relative
     assert "Grad-CAM: where the network looked" in [s.value for s in at.subheader]
-    cam = figs["cam-figure"]
-    assert any(t.get("type") == "image" for t in cam["data"])
+    cam = _viewer(at)
+    assert sum(t.get("type") == "image" for t in cam["data"]) == 2
+    assert cam["layout"]["xaxis2"]["matches"] == "x" and cam["layout"]["yaxis2"]["matches"] == "y"
     bars_titles = [t["marker"]["colorbar"]["title"]["text"] for t in cam["data"] if "marker" in t]
     assert viz.RELATIVE_SCALE_TITLE in bars_titles
     # what the network saw, and the timings
@@ -83,6 +93,200 @@ def test_kermany_jpeg(make_app, shared_data: Path) -> None:
     assert_clean(at)
     timings = at.dataframe[-1].value
     assert list(timings["This run"]) == ["reused"] * 5 + ["computed"]
+
+
+# ------------------------------------------------------------------------------ safe state (issue 13)
+
+
+def _two_frame_dicom(body_part: str = "KNEE") -> bytes:
+    """A 3-frame DX whose Body Part Examined the tiny model (CHEST) was not trained on: the gate fails."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rng = np.random.default_rng(3)
+    arr = (rng.random((3, 64, 64)) * 200).astype(np.uint8)
+    arr[:, 10:40, 20:50] = 250
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.BodyPartExamined, ds.BurnedInAnnotation = "DX", body_part, "NO"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 64, 64, 3
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = arr.tobytes()
+    fp = io.BytesIO()
+    pydicom.dcmwrite(fp, ds, enforce_file_format=True)
+    return fp.getvalue()
+
+
+def _anyway(at: AppTest):  # noqa: ANN202 - streamlit Checkbox
+    return next(c for c in at.checkbox if c.label.startswith("Analyse anyway"))
+
+
+def _shows_result(at: AppTest) -> bool:
+    return any(m.value.startswith("**Model output") for m in at.markdown)
+
+
+def test_confirmation_is_keyed_by_model_not_carried_over(make_app, shared_data: Path) -> None:
+    """Confirming the warnings for one model must not show another model's result (issue 13, safety)."""
+    dcm = (shared_data / "dicom" / "cxr" / "dx_image.dcm").read_bytes()  # THORAX: the tiny models' gate fails
+    at = make_app(PAGE).run()
+    at.sidebar.selectbox(key="medimg.model_picker").set_value("tiny_smallcnn.json").run()
+    _upload(at, "a.dcm", dcm)
+    assert not _shows_result(at)
+    _anyway(at).check().run()
+    assert _shows_result(at)
+    assert "tiny_smallcnn.json" in _anyway(at).key
+    # another model: its checks fail too; no result until confirmed again
+    at.sidebar.selectbox(key="medimg.model_picker").set_value("tiny_noreport.json").run()
+    assert_clean(at)
+    assert any(w.value.startswith("**Check failed") for w in at.warning)
+    assert not _anyway(at).value
+    assert not _shows_result(at)
+    assert "Grad-CAM: where the network looked" not in [s.value for s in at.subheader]
+    # back to the first model: its own confirmation still stands
+    at.sidebar.selectbox(key="medimg.model_picker").set_value("tiny_smallcnn.json").run()
+    assert _anyway(at).value and _shows_result(at)
+
+
+def test_explain_class_is_keyed_by_model(make_app, shared_data: Path) -> None:
+    """A class chosen for one model's heat map is not kept for another model (stale 'Explain class' key)."""
+    jpeg = next(iter(sorted((shared_data / "kermany-cxr" / "test" / "NORMAL").glob("*.jpeg")))).read_bytes()
+    at = make_app(PAGE).run()
+    at.sidebar.selectbox(key="medimg.model_picker").set_value("tiny_smallcnn.json").run()
+    _upload(at, "a.jpeg", jpeg, "image/jpeg")
+    box = next(s for s in at.selectbox if s.label == "Explain class")
+    predicted = box.value
+    other = 1 - predicted
+    box.set_value(other).run()
+    assert next(s for s in at.selectbox if s.label == "Explain class").value == other
+    at.sidebar.selectbox(key="medimg.model_picker").set_value("tiny_noreport.json").run()
+    assert_clean(at)
+    box = next(s for s in at.selectbox if s.label == "Explain class")
+    assert "tiny_noreport.json" in box.key
+    label_md = next(m.value for m in at.markdown if m.value.startswith("**Model output: "))
+    assert box.value == predicted and box.options[box.value] in label_md, "explains the new model's own class"
+
+
+def test_multiframe_confirmed_once_per_model_and_file(make_app) -> None:
+    at = _upload(make_app(PAGE).run(), "stack.dcm", _two_frame_dicom())
+    assert_clean(at)
+    assert not _shows_result(at)
+    _anyway(at).check().run()
+    assert _shows_result(at)
+    next(s for s in at.slider if s.label == "Frame").set_value(2).run()
+    assert_clean(at)
+    assert _anyway(at).value and _shows_result(at), "a further frame with the same warnings needs no new confirmation"
+    assert any("Confirmed for frame 1" in c.value for c in at.caption)
+    assert "-1" in _anyway(at).key.rsplit("-", 1)[-1] or _anyway(at).key.endswith("-1")
+
+
+def test_default_model_is_the_chest_radiograph_one_and_label_follows(make_app) -> None:
+    import medimg
+
+    at = make_app(PAGE, medimg.WEIGHTS_DIR).run()
+    assert_clean(at)
+    picker = at.sidebar.selectbox(key="medimg.model_picker")
+    assert picker.value == "cxr_pneumonia_resnet18.json"
+    assert at.get("file_uploader")[0].label.startswith("Chest radiograph (CR, DX)")
+    picker.set_value("brain_mri_resnet18_128.json").run()
+    assert at.get("file_uploader")[0].label.startswith("Brain MRI (MR)")
+    picker.set_value("busi_resnet10_128.json").run()
+    assert at.get("file_uploader")[0].label.startswith("Breast ultrasound (US)")
+
+
+def test_first_page_loads_no_model(make_app, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sidebar and the empty page draw without loading a model (fast first page)."""
+    from medimg.ui import resources
+
+    def refuse(*a: object, **k: object) -> None:
+        raise AssertionError("a model was loaded before it was needed")
+
+    monkeypatch.setattr(resources, "_load_predictor", refuse)
+    at = make_app(PAGE).run()
+    assert_clean(at)
+    assert any("Upload an image" in i.value for i in at.info)
+    assert any("badge" in m.value and "Runs on" in m.value for m in at.sidebar.markdown)
+
+
+def test_upload_survives_a_visit_to_the_dashboard(make_app, shared_data: Path) -> None:
+    jpeg = next(iter(sorted((shared_data / "kermany-cxr" / "test" / "NORMAL").glob("*.jpeg")))).read_bytes()
+    at = _upload(make_app(PAGE).run(), "a.jpeg", jpeg, "image/jpeg")
+    assert _shows_result(at)
+    at.switch_page("pages/dashboard.py").run()
+    assert_clean(at)
+    assert [t.value for t in at.title] == ["Test-set dashboard"]
+    at.switch_page("pages/analyze.py").run()
+    assert_clean(at)
+    assert not any("Upload an image" in i.value for i in at.info)
+    assert any(c.value.startswith("Current image:") for c in at.caption)
+    assert sum(t.get("type") == "image" for t in _viewer(at)["data"]) == 2
+    assert _shows_result(at)
+
+
+def test_read_first_then_reveal(make_app, shared_data: Path) -> None:
+    jpeg = next(iter(sorted((shared_data / "kermany-cxr" / "test" / "PNEUMONIA").glob("*.jpeg")))).read_bytes()
+    at = make_app(PAGE).run()
+    _upload(at, "a.jpeg", jpeg, "image/jpeg")
+    at.toggle(key="medimg.read-first").set_value(True).run()
+    assert_clean(at)
+    assert not _shows_result(at), "the model's output is hidden until the read is recorded"
+    assert "Grad-CAM: where the network looked" not in [s.value for s in at.subheader]
+    assert "probabilities" not in plotly_specs(at)
+    at.radio[0].set_value("pneumonia")
+    at.slider[-1].set_value(80)
+    at.button[-1].click().run()  # the form's submit button
+    assert_clean(at)
+    assert _shows_result(at)
+    model_label = next(m.value for m in at.markdown if m.value.startswith("**Model output: "))
+    verdict = [s.value for s in at.success] + [w.value for w in at.warning]
+    assert any(v.startswith("You read **pneumonia** (80 % confident)") for v in verdict), verdict
+    table = at.dataframe[-1].value if "Your read" in at.dataframe[-1].value else None
+    assert table is not None and list(table["Your read"]) == ["pneumonia"]
+    assert list(table["Agree"]) == ["yes" if "pneumonia" in model_label else "no"]
+    assert "a.jpeg" not in rendered_text(at)
+
+
+def test_display_warnings_beside_the_image(make_app, shared_data: Path) -> None:
+    j2k = (shared_data / "dicom" / "cxr" / "JPEG2KLossless_1s_1f_u_16_16.dcm").read_bytes()
+    at = _upload(make_app(PAGE).run(), "a.dcm", j2k)
+    assert_clean(at)
+    main = [w.value for w in at.main.warning]
+    assert any("blank white frame" in w for w in main) and any("negative" in w for w in main)
+    assert at.toggle(key=next(t.key for t in at.toggle if t.label == "Invert")).value is True
+    us = (shared_data / "dicom" / "other" / "OBXXXX1A_rle_2frame.dcm").read_bytes()
+    at.file_uploader(key="medimg.upload").clear()
+    _upload(at, "b.dcm", us)
+    assert_clean(at)
+    assert any("burned into the pixels" in w.value for w in at.main.warning)
+    assert any("The pixels are not de-identified" in c.value for c in at.caption)
+    assert not any(n.label.startswith("Center") for n in at.number_input), "no window box for colour images"
+
+
+def test_ct_opens_in_soft_tissue_with_whole_hu(make_app, shared_data: Path) -> None:
+    ct = (shared_data / "dicom" / "ct" / "CT1_UNC.dcm").read_bytes()
+    at = _upload(make_app(PAGE).run(), "ct.dcm", ct)
+    assert_clean(at)
+    center = next(n for n in at.number_input if n.label == "Center (HU)")
+    width = next(n for n in at.number_input if n.label == "Width (HU)")
+    assert (center.value, width.value) == (40, 400)
+    assert _viewer(at)["layout"]["annotations"][0]["text"] == "soft tissue: center 40, width 400 HU"
+    preset = next(s for s in at.selectbox if s.label == "Window preset")
+    preset.set_value(1).run()  # lung
+    assert next(n for n in at.number_input if n.label == "Center (HU)").value == -600
+
+
+def test_report_downloads_are_built_in_memory(make_app, shared_data: Path) -> None:
+    jpeg = next(iter(sorted((shared_data / "kermany-cxr" / "test" / "NORMAL").glob("*.jpeg")))).read_bytes()
+    at = _upload(make_app(PAGE).run(), "named.jpeg", jpeg, "image/jpeg")
+    assert_clean(at)
+    buttons = at.get("download_button")
+    labels = [b.proto.label for b in buttons]
+    assert "Download PDF report" in labels and "Download JSON report" in labels
 
 
 def test_dicom_gate_and_analyse_anyway(make_app, shared_data: Path) -> None:
@@ -165,7 +369,7 @@ def test_unexpected_error_is_generic_and_logs_type_only(make_app, monkeypatch: p
     assert "RuntimeError" in caplog.text and "CANARY" not in caplog.text
 
 
-def test_multiframe_slider_and_custom_window(make_app) -> None:
+def test_multiframe_slider_and_typed_window(make_app) -> None:
     frames = [Image.fromarray(np.full((64, 72), 40 * (i + 1), dtype=np.uint8)) for i in range(3)]
     for i, f in enumerate(frames):  # some structure so the content check passes
         f.paste(255, (8 * i, 8, 8 * i + 20, 40))
@@ -175,20 +379,20 @@ def test_multiframe_slider_and_custom_window(make_app) -> None:
     assert_clean(at)
     slider = next(s for s in at.slider if s.label == "Frame")
     assert (slider.min, slider.max) == (1, 3)
-    slider.set_value(3).run()
+    center = next(n for n in at.number_input if n.label.startswith("Center"))
+    width = next(n for n in at.number_input if n.label.startswith("Width"))
+    assert isinstance(center.value, int) and isinstance(width.value, int), "8-bit values: whole numbers"
+    center.set_value(200)
+    width.set_value(50)
+    at.run()
+    assert _viewer(at)["layout"]["annotations"][0]["text"].startswith("custom: center 200, width 50")
+    # one window across frames: moving to frame 3 keeps it
+    next(s for s in at.slider if s.label == "Frame").set_value(3).run()
     assert_clean(at)
     attrs = dict(zip(at.dataframe[0].value["Attribute"], at.dataframe[0].value["Value"], strict=True))
     assert attrs["Frame"] == "3 of 3"
-    preset = next(s for s in at.selectbox if s.label == "Window / level")
-    preset.select_index(len(preset.options) - 1).run()
-    center = next(s for s in at.slider if s.label.startswith("Center"))
-    width = next(s for s in at.slider if s.label.startswith("Width"))
-    center.set_value(200.0)
-    width.set_value(50.0)
-    at.run()
-    assert_clean(at)
-    captions = at.get("image")[0].captions
-    assert captions[0].startswith("Displayed: custom, center 200, width 50"), captions
+    assert next(n for n in at.number_input if n.label.startswith("Center")).value == 200
+    assert _viewer(at)["layout"]["annotations"][0]["text"].startswith("custom: center 200, width 50")
 
 
 def test_no_model_shows_image_without_analysis(make_app, tmp_path: Path, shared_data: Path) -> None:
@@ -200,7 +404,7 @@ def test_no_model_shows_image_without_analysis(make_app, tmp_path: Path, shared_
     _upload(at, "a.jpeg", jpeg, "image/jpeg")
     assert_clean(at)
     assert any("No model is available" in i.value for i in at.info)
-    assert at.get("image")[0].captions[0].startswith("Displayed: ")
+    assert sum(t.get("type") == "image" for t in _viewer(at)["data"]) == 1
 
 
 def test_upload_is_never_written_to_disk(make_app, shared_data: Path, tmp_path: Path,
