@@ -17,6 +17,7 @@ PAGES = {
     ],
     "Reviewer": [
         st.Page("pages/dashboard.py", title="Test-set dashboard", icon=":material/monitoring:"),
+        st.Page("pages/saliency.py", title="Saliency lab", icon=":material/lightbulb:"),
     ],
     "Educator": [
         st.Page("pages/inside.py", title="Inside the CNN", icon=":material/neurology:"),

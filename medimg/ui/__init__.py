@@ -18,7 +18,7 @@ Public names
 from __future__ import annotations
 
 from medimg import viz
-from medimg.ui import analysis, dashboard, session, viewer, widgets
+from medimg.ui import analysis, dashboard, saliency, session, viewer, widgets
 from medimg.ui.errors import GENERIC_MESSAGE, error_text, guard
 from medimg.ui.resources import (
     WEIGHTS_ENV,
@@ -40,6 +40,6 @@ from medimg.ui.sidebar import (
     sidebar,
 )
 
-__all__ = ["viz", "analysis", "dashboard", "session", "viewer", "widgets", "guard", "error_text", "GENERIC_MESSAGE", "WEIGHTS_ENV",
+__all__ = ["viz", "analysis", "dashboard", "saliency", "session", "viewer", "widgets", "guard", "error_text", "GENERIC_MESSAGE", "WEIGHTS_ENV",
            "ModelOption", "available_models", "compute_slot", "device_label", "get_predictor", "weights_dir",
            "MODEL_KEY", "PICKER_KEY", "NOT_FOR_DIAGNOSIS", "notice", "selected_model", "sidebar", "app_chrome", "page_chrome"]

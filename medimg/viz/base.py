@@ -1,4 +1,5 @@
-"""Plotly figures for the app and reports. Every function returns a ``go.Figure`` and never shows it.
+"""Plotly figures for the app and reports (images, overlays, test-set figures). Every function returns a
+``go.Figure`` and never shows it.
 
 No torch and no Streamlit here: numpy, scikit-learn, Pillow and plotly only, so figures can be built in tests,
 notebooks and the command line as well as in the app.
@@ -185,7 +186,8 @@ def probability_bars(probabilities: Mapping[str, float], highlight: str | None =
 
 
 def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[str],
-                            normalize: bool = False) -> go.Figure:
+                            normalize: bool = False, clickable: bool = True,
+                            selected: tuple[int, int] | None = None) -> go.Figure:
     """Confusion matrix heat map, rows = true label, columns = predicted label.
 
     Parameters
@@ -194,12 +196,20 @@ def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: 
     labels : sequence of K str
     normalize : bool
         Show each row divided by its total (the per-class recall on the diagonal) instead of counts.
+    clickable : bool
+        Add one transparent marker per cell (trace ``"cells"``, ``customdata`` = [true index, predicted index])
+        so a click selects the cell (plotly heat maps themselves cannot be selected; ``st.plotly_chart(...,
+        on_select="rerun", selection_mode="points")`` reports the marker, see
+        :func:`medimg.viz.review.cell_from_selection`).
+    selected : (int, int), optional
+        (true, predicted) cell to outline.
 
     Returns
     -------
     plotly.graph_objects.Figure
     """
     counts = np.asarray(cm, dtype=np.float64)
+    k = counts.shape[0]
     if normalize:
         totals = counts.sum(axis=1, keepdims=True)
         z = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
@@ -213,9 +223,20 @@ def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: 
                                colorscale="Blues", zmin=0, zmax=1 if normalize else None,
                                colorbar=dict(title=ztitle),
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    if clickable:
+        ii, jj = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
+        fig.add_trace(go.Scatter(
+            x=[labels[j] for j in jj.ravel()], y=[labels[i] for i in ii.ravel()], mode="markers", name="cells",
+            customdata=np.stack([ii.ravel(), jj.ravel()], axis=1).tolist(), showlegend=False,
+            marker=dict(symbol="square", size=max(24, 180 // max(k, 1)), color="rgba(0,0,0,0.01)"),
+            hovertemplate="true %{y}<br>predicted %{x}<br>click to open these cases<extra></extra>"))
+    if selected is not None:
+        i, j = selected
+        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="#d9822b", width=4))
     fig.update_layout(xaxis=dict(title="predicted", side="bottom"), yaxis=dict(title="true", autorange="reversed"),
-                      margin=_MARGIN, template=_TEMPLATE, height=380,
-                      title="Confusion matrix" + (" (row-normalised)" if normalize else " (counts)"))
+                      margin=_MARGIN, template=_TEMPLATE, height=380, clickmode="event+select",
+                      title="Confusion matrix" + (" (row-normalised)" if normalize else " (counts)")
+                      + (": click a cell to review its cases" if clickable else ""))
     return fig
 
 
@@ -297,10 +318,17 @@ def pr_figure(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
             continue
         precision, recall, _ = skm.precision_recall_curve(y, s)
         ap = skm.average_precision_score(y, s)
-        fig.add_trace(go.Scatter(x=recall, y=precision, mode="lines", name=f"{labels[c]} (AP {ap:.3f})",
+        binary = probs.shape[1] == 2
+        name = f"{labels[c]} (AP {ap:.3f})" if binary else f"{labels[c]} (AP {ap:.3f}, prevalence {y.mean():.2f})"
+        fig.add_trace(go.Scatter(x=recall, y=precision, mode="lines", name=name, legendgroup=str(c),
                                  hovertemplate="recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>"))
-        fig.add_hline(y=float(y.mean()), line_dash="dot", line_color="#999",
-                      annotation_text=f"prevalence {y.mean():.2f}", annotation_position="bottom left")
+        if binary:
+            fig.add_hline(y=float(y.mean()), line_dash="dot", line_color="#999",
+                          annotation_text=f"prevalence {y.mean():.2f} (no skill)", annotation_position="bottom left")
+        else:  # one unlabelled no-skill line per class, in the legend entry's group (labels would pile up)
+            fig.add_trace(go.Scatter(x=[0, 1], y=[float(y.mean())] * 2, mode="lines", legendgroup=str(c),
+                                     showlegend=False, line=dict(dash="dot", width=1),
+                                     hovertemplate=f"{labels[c]}: prevalence {y.mean():.2f} (no skill)<extra></extra>"))
     fig.update_layout(title="Precision–recall curve", xaxis=dict(title="recall (sensitivity)", range=[0, 1]),
                       yaxis=dict(title="precision (PPV)", range=[0, 1.02]), margin=_MARGIN, template=_TEMPLATE,
                       height=400, legend=dict(x=0.02, y=0.05))
@@ -356,7 +384,7 @@ def reliability_figure(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 15,
     return fig
 
 
-def training_curves_figure(history: Sequence[Mapping[str, float]]) -> go.Figure:
+def training_curves_figure(history: Sequence[Mapping[str, float]], best_epoch: int | None = None) -> go.Figure:
     """Loss and validation metrics per epoch from a training log.
 
     Parameters
@@ -364,6 +392,8 @@ def training_curves_figure(history: Sequence[Mapping[str, float]]) -> go.Figure:
     history : sequence of mapping
         One row per epoch with ``epoch`` and any of ``train_loss``, ``val_loss``, ``val_auroc``,
         ``val_accuracy`` (the ``history`` of ``<name>.log.json``).
+    best_epoch : int, optional
+        The epoch whose weights were kept (``spec.training["best_epoch"]``), drawn as a labelled line.
 
     Returns
     -------
@@ -379,11 +409,15 @@ def training_curves_figure(history: Sequence[Mapping[str, float]]) -> go.Figure:
         if any(v is not None for v in ys):
             fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=name, line=dict(dash=dash)),
                           secondary_y=secondary)
+    if best_epoch is not None:
+        fig.add_vline(x=best_epoch, line_dash="dash", line_color="#d9822b",
+                      annotation_text=f"checkpoint kept (epoch {best_epoch})", annotation_position="top left")
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="loss", secondary_y=False, rangemode="tozero")
     fig.update_yaxes(title="AUROC / accuracy", secondary_y=True, range=[0, 1.02], tickmode="array",
                      tickvals=[0, 0.25, 0.5, 0.75, 1.0], showgrid=False)
-    fig.update_layout(title="Training log", margin=_MARGIN, template=_TEMPLATE, height=380,
+    fig.update_layout(title="Training log" + (f": checkpoint from epoch {best_epoch}" if best_epoch else ""),
+                      margin=_MARGIN, template=_TEMPLATE, height=380,
                       legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
     return fig
 
