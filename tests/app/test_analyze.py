@@ -215,7 +215,7 @@ def test_first_page_loads_no_model(make_app, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_upload_survives_a_visit_to_the_dashboard(make_app, shared_data: Path) -> None:
     jpeg = next(iter(sorted((shared_data / "kermany-cxr" / "test" / "NORMAL").glob("*.jpeg")))).read_bytes()
-    at = _upload(make_app(PAGE).run(), "a.jpeg", jpeg, "image/jpeg")
+    at = _upload(make_app("app.py").run(), "a.jpeg", jpeg, "image/jpeg")
     assert _shows_result(at)
     at.switch_page("pages/dashboard.py").run()
     assert_clean(at)
