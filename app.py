@@ -21,6 +21,7 @@ PAGES = {
     ],
     "Educator": [
         st.Page("pages/inside.py", title="Inside the CNN", icon=":material/neurology:"),
+        st.Page("pages/train_lab.py", title="Training lab", icon=":material/model_training:"),
     ],
 }
 
