@@ -17,8 +17,10 @@ Public names
 
 from __future__ import annotations
 
-from medimg import viz
-from medimg.ui import analysis, dashboard, saliency, session, viewer, widgets
+import importlib
+from typing import Any
+
+from medimg.ui import session
 from medimg.ui.errors import GENERIC_MESSAGE, error_text, guard
 from medimg.ui.resources import (
     WEIGHTS_ENV,
@@ -40,6 +42,21 @@ from medimg.ui.sidebar import (
     sidebar,
 )
 
-__all__ = ["viz", "analysis", "dashboard", "saliency", "session", "viewer", "widgets", "guard", "error_text", "GENERIC_MESSAGE", "WEIGHTS_ENV",
+__all__ = ["viz", "analysis", "dashboard", "report_review", "saliency", "session", "viewer", "widgets", "guard", "error_text", "GENERIC_MESSAGE", "WEIGHTS_ENV",
            "ModelOption", "available_models", "compute_slot", "device_label", "get_predictor", "weights_dir",
            "MODEL_KEY", "PICKER_KEY", "NOT_FOR_DIAGNOSIS", "notice", "selected_model", "sidebar", "app_chrome", "page_chrome"]
+
+
+#: Submodules imported when first used (``ui.analysis``, ``ui.viz`` ...): the first page draws before plotly,
+#: scikit-learn, scipy and torch are imported (cold start; see bench/cold_start.py).
+_LAZY = {"viz": "medimg.viz", "analysis": "medimg.ui.analysis", "dashboard": "medimg.ui.dashboard",
+         "report_review": "medimg.ui.report_review", "saliency": "medimg.ui.saliency",
+         "viewer": "medimg.ui.viewer", "widgets": "medimg.ui.widgets"}
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: lazy submodules
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'medimg.ui' has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""Loading a model's test-set report and training log for the dashboard page."""
+"""The dashboard's data: a model's test-set report and training log, intervals for every metric, the operating
+point explorer and the case review (the confusion-matrix cell a reviewer clicked, galleries of test images).
+
+Only public test-set data is cached here (``st.cache_data`` / ``st.cache_resource``, keyed by the report file);
+no user upload is involved."""
 
 from __future__ import annotations
 
@@ -6,11 +10,17 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+import streamlit as st
+
 from medimg.errors import MedimgError
 from medimg.evaluate import EvalReport
 from medimg.ui.resources import ModelOption
 
-__all__ = ["ReportError", "load_report", "load_history", "metrics_rows", "confusion_matrix", "METRIC_NAMES"]
+__all__ = ["ReportError", "load_report", "load_history", "metrics_rows", "confusion_matrix", "METRIC_NAMES",
+           "CELL_KEY", "GALLERY_MAX", "metric_cis", "metrics_table", "default_threshold", "predictions_at",
+           "operating_rows", "one_vs_rest_rows", "calibration", "best_epoch", "selected_cell", "select_cell",
+           "cell_cases", "confident_errors", "gallery", "case_captions"]
 
 #: Metrics of the table, in order: report key -> displayed name.
 METRIC_NAMES: dict[str, str] = {
@@ -116,3 +126,324 @@ def metrics_rows(report: EvalReport) -> dict[str, list[str]]:
         lo_hi = ci.get(key)
         out["95 % CI"].append(f"{_fmt(lo_hi[0])} – {_fmt(lo_hi[1])}" if lo_hi else "")
     return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reviewers: intervals for every metric, the operating point, calibration, and the case review
+
+
+#: ``st.session_state`` entry: the confusion-matrix cell opened per model, ``{model file: (true, predicted)}``.
+CELL_KEY = "medimg.dashboard.cell"
+#: Cases shown in a gallery at most.
+GALLERY_MAX = 24
+
+
+def _stamp(path: Any) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_data(max_entries=16, show_spinner="Bootstrapping 95 % intervals ...")
+def _cis(path: str, stamp: int, threshold: float | None) -> dict[str, tuple[float, float]]:  # noqa: ARG001
+    from medimg.evaluate import all_metric_cis
+
+    r = EvalReport.load(path)
+    return all_metric_cis(r.y_true, r.probs, r.positive_label, threshold if threshold is not None else r.threshold)
+
+
+def metric_cis(option: ModelOption, report: EvalReport) -> dict[str, tuple[float, float]]:
+    """95 % bootstrap intervals of every metric of the table (test-set data only; cached per report file).
+
+    Returns
+    -------
+    dict of key -> (low, high)
+        See :func:`medimg.evaluate.all_metric_cis`.
+    """
+    return _cis(str(option.eval_path), _stamp(option.eval_path), report.threshold)
+
+
+def metrics_table(report: EvalReport, cis: dict[str, tuple[float, float]]) -> dict[str, list[str]]:
+    """:func:`metrics_rows` with the freshly bootstrapped intervals for every metric (PPV, NPV, F1, ECE too)."""
+    m = report.metrics
+    out: dict[str, list[str]] = {"Metric": [], "Value": [], "95 % CI": []}
+    for key, name in METRIC_NAMES.items():
+        if key not in m:
+            continue
+        out["Metric"].append(name)
+        out["Value"].append(_fmt(m[key]))
+        lo_hi = cis.get(key)
+        out["95 % CI"].append(f"{_fmt(lo_hi[0])} – {_fmt(lo_hi[1])}" if lo_hi else "n/a")
+    return out
+
+
+def default_threshold(option: ModelOption, report: EvalReport) -> tuple[float, str]:
+    """The threshold to start the explorer at, and what it is.
+
+    Returns
+    -------
+    (float, str)
+        The spec's validation-chosen threshold when it has one; else 0.5 (for two classes, argmax calls the
+        positive class exactly when its probability is >= 0.5).
+    """
+    t = report.threshold if report.threshold is not None else (option.spec.threshold if option.spec else None)
+    if t is not None:
+        return float(t), "validation-chosen threshold"
+    return 0.5, "argmax (no validation-chosen threshold in the spec)"
+
+
+def predictions_at(report: EvalReport, threshold: float | None) -> np.ndarray:
+    """(N,) predicted labels: thresholded for a binary model, argmax otherwise."""
+    from medimg.evaluate import predict_labels
+
+    pos = report.positive_label if report.positive_label is not None else 1
+    if len(report.labels) == 2 and threshold is not None:
+        return predict_labels(report.probs, pos, threshold)
+    return report.probs.argmax(axis=1)
+
+
+def operating_rows(op: dict[str, float], ci: dict[str, tuple[float, float]]) -> dict[str, list[str]]:
+    """Table of the operating point's rates with their intervals."""
+    names = {"sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV", "npv": "NPV", "f1": "F1",
+             "accuracy": "Accuracy"}
+    out: dict[str, list[str]] = {"Metric": [], "Value": [], "95 % CI": []}
+    for k, name in names.items():
+        out["Metric"].append(name)
+        out["Value"].append(_fmt(op[k]))
+        out["95 % CI"].append(f"{_fmt(ci[k][0])} – {_fmt(ci[k][1])}" if k in ci else "n/a")
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner="Bootstrapping the per-class intervals ...")
+def _ovr(path: str, stamp: int) -> list[dict[str, Any]]:  # noqa: ARG001
+    from medimg.evaluate import one_vs_rest
+
+    r = EvalReport.load(path)
+    return one_vs_rest(r.y_true, r.probs, r.labels, n_boot=500)
+
+
+def one_vs_rest_rows(option: ModelOption) -> dict[str, list[str]]:
+    """Per-class one-vs-rest table (sensitivity, specificity, PPV, F1, AUROC, each with its 95 % CI)."""
+    rows = _ovr(str(option.eval_path), _stamp(option.eval_path))
+    out: dict[str, list[str]] = {"Class": [], "Images": []}
+    keys = (("sensitivity", "Sensitivity"), ("specificity", "Specificity"), ("ppv", "PPV"), ("f1", "F1"),
+            ("auroc", "AUROC"))
+    for _, name in keys:
+        out[name] = []
+    for r in rows:
+        out["Class"].append(r["label"])
+        out["Images"].append(str(r["n"]))
+        for k, name in keys:
+            ci = r["ci"].get(k)
+            out[name].append(f"{_fmt(r[k])} ({_fmt(ci[0])} – {_fmt(ci[1])})" if ci else _fmt(r[k]))
+    return out
+
+
+def calibration(option: ModelOption, report: EvalReport) -> tuple[np.ndarray, float, float, float | None]:
+    """Probabilities before temperature scaling (recovered exactly from the calibrated ones and the spec's T) and
+    the ECE before and after.
+
+    Returns
+    -------
+    (probs_before, ece_before, ece_after, temperature)
+    """
+    from medimg.evaluate import expected_calibration_error, uncalibrated
+
+    t = option.spec.temperature if option.spec is not None else None
+    before = uncalibrated(report.probs, t) if t else report.probs
+    return (before, expected_calibration_error(report.y_true, before),
+            expected_calibration_error(report.y_true, report.probs), t)
+
+
+def best_epoch(option: ModelOption) -> int | None:
+    """The epoch whose weights were kept (``spec.training["best_epoch"]``), when the spec says."""
+    tr = (option.spec.training if option.spec is not None else None) or {}
+    v = tr.get("best_epoch")
+    return int(v) if isinstance(v, int | float) else None
+
+
+def selected_cell(option: ModelOption) -> tuple[int, int] | None:
+    """The confusion-matrix cell the reviewer opened for this model, or None."""
+    c = st.session_state.get(CELL_KEY, {}).get(option.path.name)
+    return (int(c[0]), int(c[1])) if isinstance(c, tuple | list) and len(c) == 2 else None
+
+
+def select_cell(option: ModelOption, cell: tuple[int, int] | None) -> None:
+    """Open (or close, with None) a confusion-matrix cell's cases."""
+    cells = dict(st.session_state.get(CELL_KEY, {}))
+    if cell is None:
+        cells.pop(option.path.name, None)
+    else:
+        cells[option.path.name] = (int(cell[0]), int(cell[1]))
+    st.session_state[CELL_KEY] = cells
+
+
+def cell_cases(report: EvalReport, y_pred: np.ndarray, cell: tuple[int, int]) -> list[int]:
+    """Indices of the test images in a confusion-matrix cell, most confident first (probability of the
+    predicted class)."""
+    i, j = cell
+    idx = np.flatnonzero((report.y_true == i) & (y_pred == j))
+    return [int(k) for k in idx[np.argsort(-report.probs[idx, j], kind="stable")]]
+
+
+def confident_errors(report: EvalReport, y_pred: np.ndarray) -> list[int]:
+    """Indices of the misclassified test images, most confident (in the wrong class) first."""
+    idx = np.flatnonzero(report.y_true != y_pred)
+    conf = report.probs[idx, y_pred[idx]]
+    return [int(k) for k in idx[np.argsort(-conf, kind="stable")]]
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _gallery(spec_path: str, stamp: int, split: str, ids: tuple[str, ...], targets: tuple[int, ...]
+             ) -> tuple[list[np.ndarray], np.ndarray, float]:  # noqa: ARG001
+    import time
+
+    from medimg import explain as ex
+    from medimg.spec import load_spec
+    from medimg.ui.resources import get_predictor
+
+    t0 = time.perf_counter()
+    spec = load_spec(spec_path)
+    pres = ex.case_inputs(spec, list(ids), split)
+    x = np.stack([p.model_input for p in pres])
+    maps = ex.cam_batch(get_predictor(spec_path), x, list(targets), method="gradcam", batch_size=len(ids))
+    images = [p.image for p in pres]
+    for im in images:
+        im.setflags(write=False)
+    maps.setflags(write=False)
+    return images, maps, time.perf_counter() - t0
+
+
+def gallery(option: ModelOption, report: EvalReport, cases: list[int], y_pred: np.ndarray
+            ) -> tuple[list[np.ndarray], np.ndarray, float] | None:
+    """Images at the model input and Grad-CAMs of the predicted class for up to :data:`GALLERY_MAX` cases, in one
+    batched CAM pass (public test images only; shared between sessions).
+
+    Returns
+    -------
+    (images, maps, seconds) or None
+        None when the test images are not on this server.
+
+    Raises
+    ------
+    medimg.MedimgError
+        A case cannot be opened or explained.
+    """
+    from medimg import explain as ex
+    from medimg.ui.resources import compute_slot
+
+    if option.spec is None or not ex.cases_available(option.spec) or not cases:
+        return None
+    shown = cases[:GALLERY_MAX]
+    with compute_slot():
+        return _gallery(str(option.path.resolve()), _stamp(option.path), report.split,
+                        tuple(report.ids[k] for k in shown), tuple(int(y_pred[k]) for k in shown))
+
+
+def case_captions(report: EvalReport, cases: list[int], y_pred: np.ndarray) -> list[str]:
+    """One caption per case: calibrated probability of the predicted class, true and predicted labels."""
+    out = []
+    for k in cases:
+        j = int(y_pred[k])
+        out.append(f"#{k}: p({report.labels[j]}) {report.probs[k, j]:.2f}<br>true {report.labels[int(report.y_true[k])]}")
+    return out
+
+
+def fmt(v: Any) -> str:
+    """A metric value with 3 decimals, or ``n/a``."""
+    return _fmt(v)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _op(path: str, stamp: int, threshold: float) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:  # noqa: ARG001
+    from medimg.evaluate import operating_point as op_at
+    from medimg.evaluate import operating_point_ci
+
+    r = EvalReport.load(path)
+    pos = r.positive_label if r.positive_label is not None else 1
+    return op_at(r.y_true, r.probs, threshold, pos), operating_point_ci(r.y_true, r.probs, threshold, pos)
+
+
+def operating_point(report: EvalReport, threshold: float, option: ModelOption | None = None
+                    ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Rates at ``threshold`` (:func:`medimg.evaluate.operating_point`) and their 95 % bootstrap intervals."""
+    from medimg.evaluate import operating_point as op_at
+    from medimg.evaluate import operating_point_ci
+
+    pos = report.positive_label if report.positive_label is not None else 1
+    if option is not None:
+        return _op(str(option.eval_path), _stamp(option.eval_path), float(threshold))
+    return op_at(report.y_true, report.probs, threshold, pos), operating_point_ci(report.y_true, report.probs,
+                                                                                   threshold, pos)
+
+
+def at_prevalence(op: dict[str, float], prevalence: float) -> tuple[float, float]:
+    """PPV and NPV of the operating point at another prevalence (:func:`medimg.evaluate.predictive_values`)."""
+    from medimg.evaluate import predictive_values
+
+    se, sp = op["sensitivity"], op["specificity"]
+    if math.isnan(se) or math.isnan(sp):
+        return float("nan"), float("nan")
+    return predictive_values(se, sp, float(prevalence))
+
+
+def confusion_matrix_at(report: EvalReport, y_pred: np.ndarray) -> list[list[int]]:
+    """Confusion matrix (rows = true, columns = predicted) for the given predictions."""
+    k = len(report.labels)
+    cm = np.bincount(report.y_true * k + np.asarray(y_pred, dtype=np.int64), minlength=k * k).reshape(k, k)
+    return cm.tolist()
+
+
+def show_cases(option: ModelOption, report: EvalReport, y_pred: np.ndarray, cell: tuple[int, int] | None) -> None:
+    """The case review: the clicked cell's test images (or the most confident errors) with probabilities and
+    Grad-CAMs, and a way to open any of them in the saliency lab."""
+    from medimg.ui import saliency
+    from medimg.ui.errors import guard
+    from medimg.viz import case_gallery_figure
+
+    st.subheader("Cases")
+    views = ["Clicked confusion-matrix cell", "Most confident errors"]
+    view_key = f"cases-view-{option.path.stem}"
+    seen_key = f"medimg.dashboard.cell-shown.{option.path.stem}"
+    if cell is not None and st.session_state.get(seen_key) != cell:  # a newly clicked cell: show its cases
+        st.session_state[view_key] = views[0]
+    st.session_state[seen_key] = cell
+    view = st.radio("Show", views, index=0 if cell is not None else 1, horizontal=True, key=view_key)
+    if view == views[0]:
+        if cell is None:
+            st.info("Click a cell of the confusion matrix to see its test images.", icon=":material/touch_app:")
+            return
+        i, j = cell
+        cases = cell_cases(report, y_pred, cell)
+        title = (f"True **{report.labels[i]}**, predicted **{report.labels[j]}**: {len(cases)} images, most confident "
+                 "first")
+    else:
+        cases = confident_errors(report, y_pred)
+        title = f"**{len(cases)} errors**, the most confident (in the wrong class) first"
+    shown = cases[:GALLERY_MAX]
+    st.markdown(title + (f" (the first {len(shown)} shown)." if len(cases) > len(shown) else "."))
+    if not cases:
+        st.info("No images here.", icon=":material/check:")
+        return
+    with guard("opening the test images", stop=False) as g:
+        gal = gallery(option, report, shown, y_pred)
+    if g.failed:
+        return
+    caps = case_captions(report, shown, y_pred)
+    if gal is None:
+        st.info("The test images are not on this server (set MEDIMG_DATA), so only their numbers are listed.",
+                icon=":material/image_not_supported:")
+        st.dataframe({"Case": [report.ids[k] if report.ids else str(k) for k in shown],
+                      "Calibrated probability": [f"{report.probs[k, int(y_pred[k])]:.3f}" for k in shown]},
+                     hide_index=True, width="stretch", key="cases-table")
+        return
+    images, maps, seconds = gal
+    st.plotly_chart(case_gallery_figure(images, list(maps), caps, cols=6), key="cases-gallery")
+    st.caption(f"Each image as the network saw it, with the Grad-CAM of the predicted class (relative, min–max per "
+               f"image); computed in one batched pass ({seconds:.2f} s). Probabilities are calibrated.")
+    pick = st.selectbox("Open a case in the saliency lab", range(len(shown)),
+                        format_func=lambda n: f"#{shown[n]}: {report.ids[shown[n]]}", key=f"cases-pick-{option.path.stem}")
+    if st.button("Open in the saliency lab", key="cases-open", icon=":material/lightbulb:"):
+        saliency.open_case(option, report.ids[shown[pick]], report.split)
+        saliency.switch_page("pages/saliency.py")
