@@ -469,6 +469,7 @@ class LabJob:
         self.finished: float | None = None
         self.last_seen = time.monotonic()
         self.model: Any = None
+        self.threads_used = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -585,6 +586,7 @@ class LabServer:
         try:
             job._set(state="loading", started=time.monotonic())
             torch.set_num_threads(self.threads)  # this thread only (OpenMP: per-thread), not the analyses'
+            job._set(threads_used=torch.get_num_threads())
             model, result = train_lab_model(job.config, on_epoch=job._add_epoch,
                                             on_batch=lambda e, b, n: job._set(progress=(e, b, n)),
                                             should_stop=job._should_stop, on_phase=lambda s: job._set(state=s))
