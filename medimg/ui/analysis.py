@@ -21,7 +21,6 @@ import streamlit as st
 import medimg
 from medimg.io import MedicalImage, Window
 from medimg.ui.resources import ModelOption, compute_slot, get_predictor
-from medimg.viz import to_uint8
 
 if TYPE_CHECKING:  # pragma: no cover
     from medimg.predict import Prediction
@@ -236,6 +235,7 @@ def overlay(display: np.ndarray, cam_result: Any, alpha: float, colormap: str = 
         ``max_side``); not cached (cheap, changes with the slider).
     """
     from medimg import explain as ex
+    from medimg.viz import to_uint8
 
     t0 = time.perf_counter()
     if max(display.shape[:2]) > max_side:  # the browser gets at most max_side pixels: blend at that size
@@ -453,6 +453,7 @@ def cine_frames(upload: Upload, n_frames: int, settings: Any, max_frames: int = 
         Kept in this session's results (keyed by the settings), never in a process-wide cache.
     """
     from medimg.ui.viewer import render
+    from medimg.viz import to_uint8
 
     def run() -> list[np.ndarray]:
         out = []
