@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model and write weights + spec + test report")
     d = TrainConfig()
     t.add_argument("--task", default=d.task,
-                   help="kermany-cxr, busi, brain-mri, pbc-blood, pneumoniamnist, breastmnist, or csv:LABELS.csv"
+                   help="kermany-cxr, busi, brain-mri, pbc-blood, pneumoniamnist, breastmnist, head-ct, cric-cervix "
+                   "(TASK::fold=K: grouped cross-validation fold K), or csv:LABELS.csv"
                    "[::patient=COL][::modality=M][::channels=3] for a labelled image or DICOM folder")
     t.add_argument("--arch", default=d.arch)
     t.add_argument("--size", dest="input_size", type=int, default=d.input_size, help="input side in pixels")
@@ -138,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store float32 weights (default: float16 storage)")
     t.add_argument("--no-gate", action="store_true", default=not d.gate,
                    help="do not fit the out-of-distribution gate afterwards")
+    t.add_argument("--pretrained", default=d.pretrained,
+                   help="initial weights: 'imagenet' (sha256-verified ImageNet-1k release; mobilenet_v2) or a "
+                   ".safetensors file with the architecture's keys (default: random initialisation)")
+    t.add_argument("--freeze-epochs", type=int, default=d.freeze_epochs,
+                   help="with --pretrained: train only the new head for this many epochs first")
+    t.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
+                   help="with --pretrained: backbone learning rate = lr x this (the head keeps lr)")
+    t.add_argument("--channels-last", action="store_true", default=d.channels_last,
+                   help="NHWC memory format on the CPU too (always on with CUDA)")
     t.set_defaults(fn=_train)
     e = sub.add_parser("evaluate", help="evaluate a model on a split and print metrics")
     e.add_argument("--model", required=True, help="path of the spec JSON")

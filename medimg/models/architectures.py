@@ -201,6 +201,15 @@ def _mobilenet_v3_small(in_chans: int, num_classes: int) -> nn.Module:
     return m
 
 
+def _mobilenet_v2(in_chans: int, num_classes: int) -> nn.Module:
+    """MobileNetV2 (Sandler et al., CVPR 2018), 2.2 M parameters + head; 3x3 stride-2 stem adapted to ``in_chans``.
+    Its ImageNet-1k weights (torchvision ``MobileNet_V2_Weights.IMAGENET1K_V1``) load through
+    :func:`medimg.models.pretrained.load_pretrained`; features.18 is H/32 (7 x 7 at 224 px), features.13 H/16."""
+    m = torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes)
+    m.features[0][0] = _adapt_first_conv(m.features[0][0], in_chans)
+    return m
+
+
 def _convnext_tiny(in_chans: int, num_classes: int) -> nn.Module:
     """ConvNeXt-T (Liu et al. 2022, "A ConvNet for the 2020s"), 28 M parameters; 4x4 stride-4 patchify stem
     adapted to ``in_chans``. Best with ImageNet pretraining and >= 128 px inputs (layer features.7 is H/32)."""
@@ -225,6 +234,8 @@ for _arch in (
                  "flatten", _POOLED.format("features.8")),
     Architecture("mobilenet_v3_small", _mobilenet_v3_small, "features.12", ("features.1", "features.3", "features.8"),
                  "flatten", _POOLED.format("features.12")),
+    Architecture("mobilenet_v2", _mobilenet_v2, "features.18", ("features.3", "features.6", "features.13"),
+                 "flatten", _POOLED.format("features.18")),
     Architecture("convnext_tiny", _convnext_tiny, "features.7", ("features.1", "features.3", "features.5"),
                  "classifier.1", "classifier.0 (LayerNorm of the global average of features.7)"),
 ):

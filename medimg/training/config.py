@@ -45,6 +45,19 @@ class TrainConfig:
     ema_decay : float, optional
         Keep an exponential moving average of the weights (and BatchNorm buffers) with this decay per step;
         validation, checkpoint selection and the shipped weights use the average. None turns it off.
+    pretrained : str, optional
+        Initial weights (:func:`medimg.models.pretrained.load_pretrained`): ``"imagenet"`` (the architecture's
+        ImageNet-1k release, sha256-verified; mean/std default to ImageNet's) or a ``.safetensors`` path.
+        None: random initialisation.
+    freeze_epochs : int
+        With ``pretrained``: train only the new classifier head for this many epochs first (backbone frozen,
+        its BatchNorm statistics still adapting), then everything.
+    backbone_lr_scale : float
+        With ``pretrained``: the backbone's learning rate is ``lr * backbone_lr_scale`` (discriminative
+        learning rates; the head keeps ``lr``).
+    channels_last : bool
+        NHWC memory format on the CPU as well (always on with CUDA); faster for MobileNetV2 on x86 CPUs
+        (``bench/pretrained_speed.py``).
     """
 
     task: str = "kermany-cxr"
@@ -68,7 +81,15 @@ class TrainConfig:
     std: tuple[float, ...] | None = None
     half: bool = True
     gate: bool = True
+    pretrained: str | None = None
+    freeze_epochs: int = 0
+    backbone_lr_scale: float = 1.0
+    channels_last: bool = False
 
     @property
     def stem(self) -> str:
-        return self.name or f"{self.task.replace('-', '_')}_{self.arch}_{self.input_size}"
+        """File stem: ``name``, or ``<task>_<arch>_<size>`` with every character other than letters, digits, ``.``
+        and ``_`` of the task key replaced by ``_`` (``head-ct::fold=2`` -> ``head_ct_fold_2``)."""
+        import re
+
+        return self.name or f"{re.sub(r'[^A-Za-z0-9_.]+', '_', self.task)}_{self.arch}_{self.input_size}"

@@ -100,6 +100,16 @@ def _code_version() -> str:
         return "unknown"
 
 
+def _cam_grid(model: nn.Module, layer: str, pp: PreprocessConfig, device: torch.device) -> list[int]:
+    """(rows, cols) of the CAM layer's output for one input of the spec's size: the heat map's grid."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    fx = create_feature_extractor(model, return_nodes={layer: "cam"}).eval()
+    with torch.no_grad():
+        out = fx(torch.zeros(1, pp.in_chans, *pp.input_size, device=device))["cam"]
+    return [int(out.shape[-2]), int(out.shape[-1])]
+
+
 def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     """Train, calibrate, evaluate on the test split and write weights, spec, EvalReport and log.
 
@@ -141,8 +151,16 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = cfg.stem
-    mean = tuple(cfg.mean) if cfg.mean else (0.5,) * task.in_chans
-    std = tuple(cfg.std) if cfg.std else (0.25,) * task.in_chans
+    default_mean, default_std = (0.5,) * task.in_chans, (0.25,) * task.in_chans
+    if cfg.pretrained == "imagenet":  # the normalisation the ImageNet weights were trained with
+        from medimg.models.pretrained import imagenet_normalisation
+
+        default_mean, default_std = imagenet_normalisation(cfg.arch, task.in_chans)
+    if cfg.freeze_epochs and distributed:
+        raise SpecError("--freeze-epochs is not supported under torchrun (DDP needs a fixed set of trained "
+                        "parameters); use --backbone-lr-scale instead")
+    mean = tuple(cfg.mean) if cfg.mean else default_mean
+    std = tuple(cfg.std) if cfg.std else default_std
     pp = PreprocessConfig(input_size=(cfg.input_size, cfg.input_size), in_chans=len(mean), mean=mean, std=std,
                           geometry=task.geometry)
     t0 = time.time()
@@ -152,8 +170,16 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     pos = labels.index(task.positive) if task.positive in labels and len(labels) == 2 else None
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in a single process
-    net = create_model(cfg.arch, pp.in_chans, len(labels)).to(device)
-    if device.type == "cuda":
+    net = create_model(cfg.arch, pp.in_chans, len(labels))
+    initial, head = None, set()
+    if cfg.pretrained:  # sha256-verified, strictly mapped; the head is re-initialised for this task's classes
+        from medimg.models.pretrained import head_parameter_names, load_pretrained
+
+        initial = load_pretrained(cfg.arch, net, cfg.pretrained)
+        head = head_parameter_names(net)
+    net = net.to(device)
+    channels_last = device.type == "cuda" or cfg.channels_last
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
     model: nn.Module = DDP(net, device_ids=[device.index] if device.type == "cuda" else None) if distributed else net
     counts = torch.bincount(splits["train"].y, minlength=len(labels)).float()
@@ -166,7 +192,13 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     sampler = mdata.GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0 if device.type == "cpu" else 8,
                         persistent_workers=device.type != "cpu")
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if head:  # discriminative learning rates: backbone lr * backbone_lr_scale, the new head lr
+        params: Any = [
+            {"params": [p for n, p in net.named_parameters() if n not in head], "lr": cfg.lr * cfg.backbone_lr_scale},
+            {"params": [p for n, p in net.named_parameters() if n in head], "lr": cfg.lr}]
+    else:
+        params = net.parameters()
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = (AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
            if cfg.ema_decay else None)
     evaluated: nn.Module = ema.module if ema is not None else net  # what is validated, selected and shipped
@@ -190,12 +222,16 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         model.train()
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
+        if head and cfg.freeze_epochs:  # warm-up of the new head on a frozen backbone (BatchNorm stats still adapt)
+            frozen = epoch < cfg.freeze_epochs
+            for pname, p in net.named_parameters():
+                p.requires_grad_(pname in head or not frozen)
         total, n = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=sys.stderr,
                    disable=None if main_process else True, mininterval=5.0)
         for xb, yb in bar:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            if device.type == "cuda":
+            if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(xb).float()
@@ -271,7 +307,8 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     summary = {k: v for k, v in report.metrics.items() if k not in ("confusion_matrix",)}
     summary["ece_uncalibrated"] = uncal["ece"]
     spec = ModelSpec(
-        name=stem, title=f"{task.title} ({cfg.arch}, {cfg.input_size} px)", architecture=cfg.arch,
+        name=stem, title=(f"{task.title} ({cfg.arch}{', ImageNet-pretrained' if cfg.pretrained == 'imagenet' else ''}"
+                          f", {cfg.input_size} px)"), architecture=cfg.arch,
         labels=tuple(labels), preprocess=pp, intended_use=task.intended_use, modalities=task.modalities,
         body_parts=task.body_parts, positive_label=pos, temperature=temperature, threshold=None,
         cam_layer=get_architecture(cfg.arch).cam_layer,
@@ -279,7 +316,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                   "data": data_ref, "data_checksum_sha256_manifest": data_sum, "seed": cfg.seed,
                   "epochs_run": len(history), "best_epoch": best_epoch, "best_val_auroc": best_auroc,
                   "wall_seconds": round(wall, 1), "device": str(device), "processes": world,
-                  "torch": torch.__version__, "code_commit": code_commit, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()}},
+                  "torch": torch.__version__, "code_commit": code_commit, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()},
+                  "initial_weights": initial.as_dict() if initial is not None else None,
+                  "cam_grid": _cam_grid(net, get_architecture(cfg.arch).cam_layer, pp, device)},
         metrics={"test": summary}, tta=views_for_modality(task.modality),
     )
     spec = save_weights(net, spec, out, half=cfg.half)

@@ -14,12 +14,18 @@ from medimg.spec import PreprocessConfig
 from medimg.training import data as mdata
 from medimg.uncertainty import VIEWS_BY_MODALITY
 
-__all__ = ["Task", "TASKS", "get_task", "load_task_split"]
+__all__ = ["Task", "TASKS", "CRIC_NEGATIVE", "get_task", "load_task_split", "split_fold_key", "fold_splits",
+           "check_groups"]
 
 
 @dataclass(frozen=True)
 class Task:
-    """A training task: where its data is and what its model is for."""
+    """A training task: where its data is and what its model is for.
+
+    ``group_col`` names the manifest column whose groups (a scan's slices, a slide image's cells) must never be in
+    two splits (checked on every load); ``n_folds`` > 0 means the manifest has a ``fold`` column for grouped
+    cross-validation (``<task>::fold=K``, see :func:`load_task_split`).
+    """
 
     folder: str | None
     title: str
@@ -36,6 +42,8 @@ class Task:
     oos_exclude: tuple[str, ...] = ()
     csv: str | None = None
     patient_col: str | None = None
+    group_col: str | None = None
+    n_folds: int = 0
 
 
 TASKS: dict[str, Task] = {
@@ -94,7 +102,81 @@ TASKS: dict[str, Task] = {
         intended_use="Benchmark model (MedMNIST v2 BreastMNIST, 28 x 28). Not for diagnostic use.",
         modalities=("US",), body_parts=("BREAST",), positive="malignant",
         domain="breast ultrasound images (28 px)", oos_exclude=("busi",)),
+    # augmentation and TTA views of axial brain slices ("mri": left/right flips, rotations, contrast, gamma)
+    "head-ct": Task(
+        folder="head-ct", title="Head CT: intracranial haemorrhage vs normal", modality="mri",
+        intended_use=(
+            "Research and education: flags intracranial haemorrhage on one axial non-contrast head CT slice shown "
+            "in a brain window (trained on Kitamura's 200-slice Head CT set, about 20 scans; grey input). "
+            "Not for diagnostic use."
+        ),
+        modalities=("CT",), body_parts=("HEAD", "BRAIN", "SKULL"), positive="hemorrhage",
+        labels=("normal", "hemorrhage"), geometry="pad", domain="head CT slices (brain window)",
+        oos_exclude=("head-ct",), group_col="id_block10", n_folds=5,
+    ),
+    "cric-cervix": Task(
+        folder="cric-cervix", title="Cervical cytology (Pap smear cell): 6 Bethesda classes", modality="microscopy",
+        intended_use=(
+            "Research and education: names the Bethesda class of the centred cell (nucleus) of a Papanicolaou-"
+            "stained conventional smear crop (CRIC Cervix, Rezende et al. 2021; 96 x 96 px at the source "
+            "resolution); NILM vs abnormal is the screening view. Not for diagnostic use."
+        ),
+        modalities=("SM", "XC", "OT"), body_parts=("CERVIX",), in_chans=3,
+        labels=("NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC"), domain="Pap smear cell crops",
+        oos_exclude=("cric-cervix",), group_col="image_id",
+    ),
 }
+
+#: The negative (screening) class of the cervical cytology task.
+CRIC_NEGATIVE = "NILM"
+
+
+def split_fold_key(task_key: str) -> tuple[str, int | None]:
+    """``"head-ct::fold=2"`` -> ``("head-ct", 2)``; any other key -> ``(key, None)``.
+
+    Raises
+    ------
+    medimg.errors.SpecError
+        A fold key of a task without folds, or a fold outside 0 .. n_folds - 1.
+    """
+    base, sep, rest = task_key.partition("::fold=")
+    if not sep or base not in TASKS:
+        return task_key, None
+    task = TASKS[base]
+    if not task.n_folds:
+        raise SpecError(f"task {base!r} has no cross-validation folds (tasks with folds: "
+                        f"{', '.join(k for k, t in TASKS.items() if t.n_folds)})")
+    if not rest.isdigit() or not 0 <= int(rest) < task.n_folds:
+        raise SpecError(f"fold must be 0-{task.n_folds - 1}, got {rest!r} (in task {task_key!r})")
+    return base, int(rest)
+
+
+def fold_splits(rows: list[dict[str, str]], fold: int, n_folds: int) -> list[dict[str, str]]:
+    """Copies of manifest rows with ``split`` set for cross-validation fold ``fold``.
+
+    Fold ``fold`` is the test split, fold ``(fold + 1) % n_folds`` the validation split (checkpoint selection,
+    temperature, gate) and the remaining folds train; over the ``n_folds`` runs every image is tested once.
+    The manifest's ``fold`` column keeps each group whole, so the splits do too.
+    """
+    val = (fold + 1) % n_folds
+    names = {fold: "test", val: "val"}
+    return [{**r, "split": names.get(int(r["fold"]), "train")} for r in rows]
+
+
+def check_groups(rows: list[dict[str, str]], group_col: str) -> None:
+    """Fail closed when a group (``group_col`` value) has rows in two splits.
+
+    Raises
+    ------
+    medimg.errors.SpecError
+        Names the first group found in two splits.
+    """
+    seen: dict[str, str] = {}
+    for r in rows:
+        first = seen.setdefault(r[group_col], r["split"])
+        if first != r["split"]:
+            raise SpecError(f"{group_col} {r[group_col]} is in the {first!r} and {r['split']!r} splits (leakage); "
+                            "fix the manifest's split column")
 
 
 def get_task(task_key: str) -> Task:
@@ -116,6 +198,9 @@ def get_task(task_key: str) -> Task:
     """
     if task_key in TASKS:
         return TASKS[task_key]
+    base, _ = split_fold_key(task_key)
+    if base != task_key:
+        return TASKS[base]
     if task_key.startswith("csv:"):
         path, *opts = task_key[4:].split("::")
         kv = dict(o.split("=", 1) for o in opts if "=" in o)
@@ -157,4 +242,39 @@ def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: 
 
         return load_csv_split(Path(task.csv).parent, task.csv, split, config, labels=task.labels, limit=limit,
                               patient_col=task.patient_col)
-    return mdata.load_manifest_split(mdata.data_root() / task.folder, split, config, labels=task.labels, limit=limit)
+    base, fold = split_fold_key(task_key)
+    if task.group_col is None and fold is None:
+        return mdata.load_manifest_split(mdata.data_root() / task.folder, split, config, labels=task.labels,
+                                         limit=limit)
+    return _load_grouped_split(mdata.data_root() / task.folder, task, split, config, fold, limit)
+
+
+def _load_grouped_split(folder: Path, task: Task, split: str, config: PreprocessConfig, fold: int | None,
+                        limit: int | None) -> mdata.SplitArrays:
+    """A split of a manifest whose groups must stay whole (checked), or of cross-validation fold ``fold``."""
+    import torch
+
+    from medimg.errors import MedimgError
+    from medimg.io import load_image
+    from medimg.preprocess import run as preprocess_run
+
+    rows = mdata.read_manifest(folder)
+    if fold is not None:
+        rows = fold_splits(rows, fold, task.n_folds)
+    if task.group_col:
+        check_groups(rows, task.group_col)
+    labels = task.labels or tuple(sorted({r["label"] for r in rows}))
+    index = {name: i for i, name in enumerate(labels)}
+    rows = [r for r in rows if r["split"] == split]
+    if limit is not None and limit < len(rows):
+        rows = rows[:: len(rows) // limit][:limit]
+    images, ys = [], []
+    for r in rows:
+        try:
+            img = load_image(folder / r["path"])
+        except MedimgError as err:
+            raise type(err)(f"{r['path']}: {err}") from err
+        images.append(preprocess_run(img, config).image)
+        ys.append(index[r["label"]])
+    return mdata.SplitArrays(mdata._stack(images), torch.tensor(ys, dtype=torch.int64), labels,
+                             [r["path"] for r in rows])
