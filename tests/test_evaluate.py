@@ -151,3 +151,118 @@ def test_multiclass_macro_sensitivity_specificity_one_vs_rest() -> None:
     assert m["per_class_specificity"] == pytest.approx([5 / 6, 5 / 7, 1.0])
     assert m["macro_specificity"] == pytest.approx((5 / 6 + 5 / 7 + 1.0) / 3)
     assert "sensitivity" not in m
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Operating points and intervals for reviewers
+
+
+def _binary_sample(seed: int = 11, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    r = np.random.default_rng(seed)
+    y = r.integers(0, 2, n)
+    p1 = np.clip(0.3 + 0.4 * y + r.normal(0, 0.2, n), 0.001, 0.999)
+    return y, np.stack([1 - p1, p1], axis=1)
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.3, 0.5, 0.62, 0.9])
+def test_operating_point_equals_sklearn(threshold: float) -> None:
+    from sklearn import metrics as skm
+
+    from medimg.evaluate import operating_point
+
+    y, probs = _binary_sample()
+    called = (probs[:, 1] >= threshold).astype(int)
+    op = operating_point(y, probs, threshold, positive_label=1)
+    tn, fp, fn, tp = skm.confusion_matrix(y, called, labels=[0, 1]).ravel()
+    assert (op["tp"], op["fp"], op["tn"], op["fn"]) == (tp, fp, tn, fn)
+    assert op["sensitivity"] == pytest.approx(skm.recall_score(y, called))
+    assert op["specificity"] == pytest.approx(skm.recall_score(1 - y, 1 - called))
+    assert op["ppv"] == pytest.approx(skm.precision_score(y, called, zero_division=np.nan))
+    assert op["npv"] == pytest.approx(skm.precision_score(1 - y, 1 - called))
+    assert op["f1"] == pytest.approx(skm.f1_score(y, called))
+    assert op["accuracy"] == pytest.approx(skm.accuracy_score(y, called))
+    # same rule as the report's predictions
+    from medimg.evaluate import predict_labels
+
+    assert (predict_labels(probs, 1, threshold) == called).all()
+
+
+def test_operating_point_positive_label_zero_and_ci() -> None:
+    from sklearn import metrics as skm
+
+    from medimg.evaluate import operating_point, operating_point_ci
+
+    y, probs = _binary_sample(3)
+    op = operating_point(y, probs, 0.4, positive_label=0)
+    called0 = probs[:, 0] >= 0.4
+    assert op["sensitivity"] == pytest.approx(skm.recall_score(y == 0, called0))
+    ci = operating_point_ci(y, probs, 0.4, positive_label=0, n_boot=300)
+    for k in ("sensitivity", "specificity", "ppv", "npv", "f1", "accuracy"):
+        assert ci[k][0] <= op[k] <= ci[k][1], k
+
+
+def test_predictive_values_bayes() -> None:
+    from medimg.evaluate import operating_point, predictive_values
+
+    y, probs = _binary_sample(4, 2000)
+    op = operating_point(y, probs, 0.5)
+    ppv, npv = predictive_values(op["sensitivity"], op["specificity"], float(y.mean()))
+    assert ppv == pytest.approx(op["ppv"]) and npv == pytest.approx(op["npv"])  # the sample's own prevalence
+    low_ppv, high_npv = predictive_values(0.9, 0.8, 0.01)
+    assert low_ppv == pytest.approx(0.9 * 0.01 / (0.9 * 0.01 + 0.2 * 0.99)) and high_npv > 0.99
+    with pytest.raises(ValueError, match="prevalence"):
+        predictive_values(0.9, 0.8, 1.5)
+
+
+def test_all_metric_cis_cover_every_metric_and_the_point() -> None:
+    from medimg.evaluate import CI_KEYS, all_metric_cis
+
+    y, probs = _binary_sample(5)
+    ci = all_metric_cis(y, probs, 1, n_boot=300)
+    m = compute_metrics(y, probs, 1)
+    assert set(ci) == set(CI_KEYS[2])
+    for k in CI_KEYS[2]:
+        assert ci[k][0] <= m[k] <= ci[k][1], k
+    r = np.random.default_rng(6)
+    y3 = r.integers(0, 3, 200)
+    lg = r.normal(0, 1, (200, 3))
+    lg[np.arange(200), y3] += 1.0
+    p3 = np.exp(lg) / np.exp(lg).sum(1, keepdims=True)
+    ci3 = all_metric_cis(y3, p3, n_boot=200)
+    m3 = compute_metrics(y3, p3)
+    assert set(ci3) == set(CI_KEYS["multi"])
+    for k in CI_KEYS["multi"]:
+        assert ci3[k][0] <= m3[k] <= ci3[k][1], k
+
+
+def test_one_vs_rest_equals_sklearn() -> None:
+    from sklearn import metrics as skm
+
+    from medimg.evaluate import one_vs_rest
+
+    r = np.random.default_rng(8)
+    y = r.integers(0, 3, 150)
+    lg = r.normal(0, 1, (150, 3))
+    lg[np.arange(150), y] += 1.2
+    p = np.exp(lg) / np.exp(lg).sum(1, keepdims=True)
+    rows = one_vs_rest(y, p, ["a", "b", "c"], n_boot=100)
+    pred = p.argmax(1)
+    for c, row in enumerate(rows):
+        assert row["label"] == "abc"[c] and row["n"] == int((y == c).sum())
+        assert row["sensitivity"] == pytest.approx(skm.recall_score(y == c, pred == c))
+        assert row["specificity"] == pytest.approx(skm.recall_score(y != c, pred != c))
+        assert row["ppv"] == pytest.approx(skm.precision_score(y == c, pred == c))
+        assert row["f1"] == pytest.approx(skm.f1_score(y == c, pred == c))
+        assert row["auroc"] == pytest.approx(skm.roc_auc_score(y == c, p[:, c]))
+        assert set(row["ci"]) == {"sensitivity", "specificity", "ppv", "f1", "auroc"}
+
+
+def test_uncalibrated_recovers_the_raw_softmax() -> None:
+    from medimg.evaluate import uncalibrated
+
+    r = np.random.default_rng(9)
+    z = r.normal(0, 2, (50, 3))
+    raw = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    t = 1.7
+    cal = np.exp(z / t) / np.exp(z / t).sum(1, keepdims=True)
+    np.testing.assert_allclose(uncalibrated(cal, t), raw, atol=1e-9)
