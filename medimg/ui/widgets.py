@@ -202,12 +202,26 @@ def show_uncertainty(prediction: Prediction) -> None:
         st.caption(":material/balance: " + msg)
 
 
-def show_cam_note(method_label: str, target_label: str, gate_passed: bool) -> None:
-    """How to read the heat map (relative scale, not a lesion map), and the gate warning beside it."""
-    st.caption(f"{method_label} for **{target_label}**, over the original image as displayed. Colours are "
+def show_cam_note(method_label: str, target_label: str, gate_passed: bool, empty: bool = False,
+                  class_agnostic: bool = False, grid: tuple[int, int] | None = None) -> None:
+    """How to read the heat map (relative scale, not a lesion map, its resolution), and the gate warning beside it.
+
+    An *empty* map (no positive evidence for the class, :attr:`medimg.explain.CamResult.empty`) is reported as
+    "no region raises <class>" instead of being drawn; a class-agnostic method (Eigen-CAM) is not said to explain
+    a class.
+    """
+    if empty:
+        st.warning(f"{method_label}: **no region raises {target_label}**. The map has no positive evidence for this "
+                   "class, so no heat map is drawn (a uniform colour would look like a real map).",
+                   icon=":material/block:")
+        return
+    what = f"{method_label} (class-agnostic: the same map for every class)" if class_agnostic else \
+        f"{method_label} for **{target_label}**"
+    cells = f" The map is upsampled from a {grid[0]} x {grid[1]} grid of cells." if grid else ""
+    st.caption(f"{what}, over the original image as displayed. Colours are "
                "**relative**: each map is min–max scaled on its own, so red means 'most important in this image', "
                "not an absolute amount, and maps of different images are not comparable. A heat map shows what "
-               "influenced the model, not where disease is.")
+               f"influenced the model, not where disease is.{cells}")
     if not gate_passed:
         st.warning("The applicability checks failed for this image (see above).", icon=":material/report:")
 
