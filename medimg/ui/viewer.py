@@ -113,22 +113,34 @@ def window_from_region(pixels: np.ndarray, rows: tuple[float, float], cols: tupl
     return Window(center=center, width=width, name="region", function="LINEAR")
 
 
-def render(image: MedicalImage, settings: ViewerSettings) -> np.ndarray:
+def render(image: MedicalImage, settings: ViewerSettings, max_side: int | None = DISPLAY_MAX_SIDE) -> np.ndarray:
     """The displayed image: window (and VOI LUT), MONOCHROME1 inversion, the display-only invert, overlays.
+
+    Parameters
+    ----------
+    image : MedicalImage
+    settings : ViewerSettings
+    max_side : int, optional
+        Longest side rendered (what the browser is sent); None renders at full resolution. The image is reduced
+        by whole blocks before windowing (:meth:`MedicalImage.display`), so a 6000 x 6000 radiograph never has a
+        full-size display copy.
 
     Returns
     -------
-    (H, W, 3) uint8 ndarray
-        Full resolution; overlays painted in :data:`OVERLAY_RGB` when ``settings.overlays``.
+    (h, w, 3) uint8 ndarray
+        ``(ceil(H / k), ceil(W / k))`` with ``k = image.display_step(max_side)``; overlays painted in
+        :data:`OVERLAY_RGB` when ``settings.overlays``. Draw it over the original extent
+        (:func:`panel_figure` ``shape=image.shape[:2]``).
     """
-    disp = image.display(settings.window)
+    k = image.display_step(max_side)
+    disp = image.display(settings.window, max_side=max_side)
     if settings.invert:
         disp = 1.0 - disp
     u8 = to_uint8(disp)
     rgb = np.repeat(u8[..., None], 3, axis=2) if u8.ndim == 2 else u8.copy()
     if settings.overlays:
         for ov in image.overlays:
-            rgb[ov.mask] = OVERLAY_RGB
+            rgb[ov.mask[::k, ::k][: rgb.shape[0], : rgb.shape[1]]] = OVERLAY_RGB
     return rgb
 
 
@@ -148,7 +160,7 @@ def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
 
 def panel_figure(image_rgb: np.ndarray, heat_rgb: np.ndarray | None = None, relative: bool = True,
                  image_title: str = "Image", heat_title: str = "", max_side: int = DISPLAY_MAX_SIDE,
-                 height: int = 560, revision: str = "") -> go.Figure:
+                 height: int = 560, revision: str = "", shape: tuple[int, int] | None = None) -> go.Figure:
     """The viewer figure: the image and, when given, the heat map overlay beside it with linked zoom and pan.
 
     Parameters
@@ -168,6 +180,9 @@ def panel_figure(image_rgb: np.ndarray, heat_rgb: np.ndarray | None = None, rela
         CSS pixels.
     revision : str
         plotly ``uirevision``: zoom and pan are kept across reruns while it stays the same (make it the image id).
+    shape : (int, int), optional
+        (rows, columns) of the original image, when ``image_rgb`` was rendered smaller (the axes stay in original
+        pixels); ``image_rgb.shape[:2]`` by default.
 
     Returns
     -------
@@ -175,7 +190,7 @@ def panel_figure(image_rgb: np.ndarray, heat_rgb: np.ndarray | None = None, rela
         One ``go.Image`` per panel (axes in original pixels: x = column, y = row, rows downwards); the heat map
         panel also carries an invisible ``go.Scatter`` whose colorbar explains the colours. ``dragmode`` is pan.
     """
-    rows, cols = image_rgb.shape[:2]
+    rows, cols = shape if shape is not None else image_rgb.shape[:2]
     panels = [image_rgb] if heat_rgb is None else [image_rgb, heat_rgb]
     titles = [image_title] if heat_rgb is None else [image_title, heat_title or "Heat map"]
     fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.03, subplot_titles=titles)
@@ -204,7 +219,8 @@ def panel_figure(image_rgb: np.ndarray, heat_rgb: np.ndarray | None = None, rela
                                    scaleanchor=f"x{suffix}", constrain="domain",
                                    **({} if i == 1 else {"matches": "y"})),
         })
-    fig.update_layout(height=height, margin=dict(l=4, r=4, t=28, b=4), dragmode="pan",
+    fig.update_annotations(font_size=12, yshift=4)  # the panel titles, kept clear of the modebar
+    fig.update_layout(height=height, margin=dict(l=4, r=4, t=64, b=4), dragmode="pan",
                       uirevision=revision or "viewer", plot_bgcolor="black", showlegend=False)
     return fig
 
