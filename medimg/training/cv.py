@@ -1,0 +1,159 @@
+"""Grouped k-fold cross-validation of a task whose manifest has a ``fold`` column (``head-ct``).
+
+Fold ``K`` is the test split, fold ``K + 1`` the validation split (checkpoint selection, temperature), the other
+folds train (:func:`medimg.training.tasks.fold_splits`); every fold keeps its groups (a scan's ``id_block10``) whole,
+so no scan is ever in training and evaluation both. Each (fold, seed) run is an ordinary resumable ``train`` run
+named ``<stem>_fold<K>_seed<S>``; a finished run (its ``.eval.json`` exists) is skipped, so re-running the same
+command resumes. The summary ``<stem>.cv.json`` holds each run's test metrics, their mean +- SD over folds, and the
+pooled out-of-fold metrics per seed (every image predicted once, by the model that never saw it).
+
+Usage::
+
+    uv run python -m medimg.training.cv --task head-ct --arch mobilenet_v2 --size 224 --pretrained imagenet \\
+        --epochs 20 --batch-size 16 --out runs/cv --seeds 0 1 2      # any `medimg train` option
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medimg.training.config import TrainConfig
+
+__all__ = ["run_cv", "summarise_cv", "main"]
+
+log = logging.getLogger(__name__)
+
+#: Metrics summarised over folds and seeds.
+CV_KEYS = ("accuracy", "auroc", "sensitivity", "specificity", "macro_f1", "ece")
+
+
+def _stem(cfg: TrainConfig, fold: int, seed: int) -> str:
+    base = cfg.name or TrainConfig(task=cfg.task, arch=cfg.arch, input_size=cfg.input_size).stem
+    return f"{base}_fold{fold}_seed{seed}"
+
+
+def run_cv(cfg: TrainConfig, seeds: list[int], folds: list[int] | None = None,
+           argv: list[str] | None = None) -> dict[str, Any]:
+    """Train every (fold, seed) run that is not finished, then :func:`summarise_cv`.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        ``task`` is the base task (e.g. ``"head-ct"``); ``name`` (optional) the stem of every run and summary.
+    seeds : list of int
+    folds : list of int, optional
+        All of the task's folds by default.
+    argv : list of str, optional
+        The command line, recorded in each spec.
+
+    Returns
+    -------
+    dict
+        The summary (also written to ``<out>/<stem>.cv.json``).
+
+    Raises
+    ------
+    medimg.errors.SpecError
+        The task has no folds.
+    """
+    from medimg.errors import SpecError
+    from medimg.training.loop import train
+    from medimg.training.tasks import get_task
+
+    task = get_task(cfg.task)
+    if not task.n_folds:
+        raise SpecError(f"task {cfg.task!r} has no cross-validation folds")
+    folds = list(range(task.n_folds)) if folds is None else folds
+    out = Path(cfg.out)
+    for seed in seeds:
+        for k in folds:
+            name = _stem(cfg, k, seed)
+            if (out / f"{name}.eval.json").exists():
+                log.info("skip %s (done)", name)
+                continue
+            log.info("start %s", name)
+            train(replace(cfg, task=f"{cfg.task}::fold={k}", name=name, seed=seed), argv)
+    return summarise_cv(out, cfg.name or TrainConfig(task=cfg.task, arch=cfg.arch, input_size=cfg.input_size).stem)
+
+
+def _mean_sd(values: list[float]) -> list[float | None]:
+    v = [x for x in values if x is not None and not math.isnan(x)]
+    if not v:
+        return [None, None]
+    return [round(float(np.mean(v)), 4), round(float(np.std(v, ddof=1)), 4) if len(v) > 1 else None]
+
+
+def summarise_cv(out: str | Path, stem: str) -> dict[str, Any]:
+    """Summarise the finished ``<stem>_fold<K>_seed<S>`` runs in ``out`` and write ``<stem>.cv.json``.
+
+    Returns
+    -------
+    dict
+        ``runs`` ({run name: test metrics}), ``per_fold`` (mean +- SD over all runs, each run one fold's test
+        split), ``pooled`` ({seed: metrics of the concatenated out-of-fold predictions}, only seeds with every
+        fold finished), ``pooled_mean_sd`` (mean +- SD of the pooled metrics over those seeds).
+    """
+    from medimg.evaluate import EvalReport, compute_metrics
+
+    out = Path(out)
+    runs: dict[str, dict[str, Any]] = {}
+    by_seed: dict[str, list[EvalReport]] = {}
+    n_folds = 0
+    for p in sorted(out.glob(f"{stem}_fold*_seed*.eval.json")):
+        name = p.name[: -len(".eval.json")]
+        fold, seed = name[len(stem) + 5 :].split("_seed")
+        rep = EvalReport.load(p)
+        m = compute_metrics(rep.y_true, rep.probs, rep.positive_label, rep.threshold)
+        runs[name] = {k: m.get(k) for k in CV_KEYS if m.get(k) is not None} | {"fold": int(fold), "n": m["n"]}
+        by_seed.setdefault(seed, []).append(rep)
+        n_folds = max(n_folds, int(fold) + 1)
+    per_fold = {k: _mean_sd([r.get(k, float("nan")) for r in runs.values()]) for k in CV_KEYS}
+    pooled: dict[str, dict[str, Any]] = {}
+    for seed, reps in sorted(by_seed.items()):
+        if len(reps) < n_folds:
+            continue
+        y = np.concatenate([np.asarray(r.y_true) for r in reps])
+        probs = np.concatenate([np.asarray(r.probs) for r in reps])
+        m = compute_metrics(y, probs, reps[0].positive_label, reps[0].threshold)
+        pooled[seed] = {k: m.get(k) for k in CV_KEYS if m.get(k) is not None} | {"n": m["n"]}
+    summary = {"stem": stem, "folds": n_folds, "runs": runs, "per_fold": per_fold, "pooled": pooled,
+               "pooled_mean_sd": {k: _mean_sd([p.get(k, float("nan")) for p in pooled.values()]) for k in CV_KEYS}}
+    (out / f"{stem}.cv.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m medimg.training.cv``: ``--seeds``, ``--folds`` and any ``medimg train`` option."""
+    from medimg.cli import build_parser
+    from medimg.errors import MedimgError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m medimg.training.cv", description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--folds", type=int, nargs="+", default=None)
+    own, rest = ap.parse_known_args(argv)
+    args = build_parser().parse_args(["train", *rest])
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    values.update(class_weighting=not args.no_class_weights, half=not args.fp32, gate=False,
+                  ema_decay=None if args.ema_decay is None or args.ema_decay <= 0 else args.ema_decay)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        summary = run_cv(TrainConfig(**values), own.seeds, own.folds, ["cv", *argv])
+    except MedimgError as err:
+        print(f"medimg cv: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({"per_fold": summary["per_fold"], "pooled_mean_sd": summary["pooled_mean_sd"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
