@@ -1,0 +1,132 @@
+"""The head CT and cervical cytology tasks: grouped splits and folds (no scan block or slide image in two splits,
+on the real MANIFESTs), grey head CT input, fold keys, the cross-validation summary and the screening metrics."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medimg.catalog import read_manifest
+from medimg.errors import SpecError
+from medimg.evaluate import EvalReport
+from medimg.spec import PreprocessConfig
+from medimg.training.cv import summarise_cv
+from medimg.training.screening import (
+    abnormal_score,
+    screening_metrics,
+    sensitivity_at_specificity,
+    threshold_for_specificity,
+)
+from medimg.training.tasks import TASKS, check_groups, fold_splits, get_task, load_task_split, split_fold_key
+
+
+def _splits_of(rows: list[dict[str, str]], group_col: str, key: str = "split") -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        out[r[group_col]].add(r[key])
+    return out
+
+
+def test_head_ct_blocks_never_in_two_splits_or_folds(shared_data: Path) -> None:
+    rows = read_manifest(shared_data / "head-ct")
+    assert len(rows) == 200
+    assert all(len(s) == 1 for s in _splits_of(rows, "id_block10").values())
+    assert all(len(s) == 1 for s in _splits_of(rows, "id_block10", "fold").values())
+    check_groups(rows, "id_block10")  # the loader's own check agrees
+    for k in range(TASKS["head-ct"].n_folds):
+        cv = fold_splits(rows, k, 5)
+        check_groups(cv, "id_block10")
+        by_split = defaultdict(list)
+        for r in cv:
+            by_split[r["split"]].append(r)
+        assert {r["fold"] for r in by_split["test"]} == {str(k)}
+        assert {r["fold"] for r in by_split["val"]} == {str((k + 1) % 5)}
+        for split in ("train", "val", "test"):  # both classes everywhere
+            assert {r["label"] for r in by_split[split]} == {"hemorrhage", "normal"}
+    # over the 5 folds every image is tested exactly once
+    tested = [r["path"] for k in range(5) for r in fold_splits(rows, k, 5) if r["split"] == "test"]
+    assert sorted(tested) == sorted(r["path"] for r in rows)
+
+
+def test_cric_slide_images_never_in_two_splits(shared_data: Path) -> None:
+    rows = read_manifest(shared_data / "cric-cervix")
+    assert len(rows) == 5579
+    assert all(len(s) == 1 for s in _splits_of(rows, "image_id").values())
+    check_groups(rows, "image_id")
+    labels = set(TASKS["cric-cervix"].labels)
+    for split in ("train", "val", "test"):
+        assert {r["label"] for r in rows if r["split"] == split} == labels  # every Bethesda class in every split
+
+
+def test_check_groups_refuses_leakage() -> None:
+    rows = [{"image_id": "1", "split": "train"}, {"image_id": "2", "split": "test"}, {"image_id": "1", "split": "val"}]
+    with pytest.raises(SpecError, match="image_id 1"):
+        check_groups(rows, "image_id")
+
+
+def test_fold_keys() -> None:
+    assert split_fold_key("head-ct::fold=3") == ("head-ct", 3)
+    assert split_fold_key("busi") == ("busi", None)
+    assert get_task("head-ct::fold=0") is TASKS["head-ct"]
+    with pytest.raises(SpecError, match="0-4"):
+        split_fold_key("head-ct::fold=5")
+    with pytest.raises(SpecError, match="no cross-validation folds"):
+        get_task("cric-cervix::fold=0")
+
+
+def test_head_ct_loads_grey_and_fold_splits_are_disjoint(shared_data: Path) -> None:
+    task = TASKS["head-ct"]
+    assert task.in_chans == 1  # the colour tints are a shortcut: the network sees luma only
+    pp = PreprocessConfig(input_size=(16, 16), in_chans=1, geometry=task.geometry)
+    parts = {s: load_task_split("head-ct::fold=2", s, pp) for s in ("train", "val", "test")}
+    assert {s: len(a.y) for s, a in parts.items()} == {"train": 120, "val": 40, "test": 40}
+    assert all(a.x.shape[1] == 1 for a in parts.values())
+    ids = [set(a.ids) for a in parts.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    block = {r["path"]: r["id_block10"] for r in read_manifest(shared_data / "head-ct")}
+    blocks = [{block[i] for i in s} for s in ids]
+    assert not (blocks[0] & blocks[1] or blocks[0] & blocks[2] or blocks[1] & blocks[2])
+
+
+def test_cv_summary_pools_out_of_fold_predictions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        for k in range(5):
+            y = np.array([0, 1] * 4)
+            p1 = np.clip(0.5 + (y - 0.5) * rng.uniform(0.2, 0.9, 8), 0, 1)  # every fold separates perfectly
+            rep = EvalReport.build(f"m_fold{k}_seed{seed}", "test", ["normal", "hemorrhage"], y,
+                                   np.stack([1 - p1, p1], 1), [f"{k}-{i}" for i in range(8)], 1, n_boot=5)
+            rep.save(tmp_path / f"m_fold{k}_seed{seed}.eval.json")
+    s = summarise_cv(tmp_path, "m")
+    assert s["folds"] == 5 and len(s["runs"]) == 10 and sorted(s["pooled"]) == ["0", "1"]
+    assert s["per_fold"]["accuracy"] == [1.0, 0.0] and s["pooled"]["0"]["n"] == 40
+    assert s["pooled_mean_sd"]["auroc"][0] == 1.0
+    assert (tmp_path / "m.cv.json").exists()
+
+
+def test_screening_metrics() -> None:
+    labels = ("NILM", "ASC-US", "SCC")
+    probs = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    y = np.array([0, 0, 1, 2, 2])
+    score = abnormal_score(probs, labels)
+    assert np.allclose(score, [0.1, 0.2, 0.7, 0.9, 0.4])
+    m = screening_metrics(y, probs, labels, threshold=0.3)
+    assert m["n_abnormal"] == 3 and m["n_negative"] == 2 and m["auroc"] == 1.0
+    assert m["sensitivity"] == 1.0 and m["specificity"] == 1.0 and m["sensitivity_at_spec"] == 1.0
+    with pytest.raises(ValueError):
+        abnormal_score(probs, ("a", "b", "c"))
+
+
+def test_threshold_for_specificity_holds_on_its_data() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.random(2000) < 0.3
+    score = np.where(y, rng.normal(1.0, 1.0, 2000), rng.normal(0.0, 1.0, 2000))
+    t = threshold_for_specificity(y, score, 0.95)
+    spec = float((score[~y] < t).mean())
+    assert 0.95 <= spec < 0.95 + 2 / (~y).sum()  # at least 95 %, by no more than one image
+    sens = float((score[y] >= t).mean())
+    assert abs(sens - sensitivity_at_specificity(y, score, 0.95)) < 0.01  # same point as read off the ROC
+    assert 0.2 < sens < 0.45  # d' = 1: about 26 % at 95 % specificity
