@@ -22,7 +22,7 @@ class TrainConfig:
     input_size : int
         Square input side in pixels.
     epochs, batch_size, lr, weight_decay, patience, seed : training hyper-parameters
-        ``patience``: epochs without a better validation AUROC before stopping.
+        ``patience``: epochs without a better validation AUROC (a tie: lower validation loss) before stopping.
     label_smoothing : float
     class_weighting : bool
         Weight the loss by inverse class frequency.

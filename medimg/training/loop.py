@@ -267,7 +267,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                "val_accuracy": vm["accuracy"], "val_auroc": vm.get("auroc", float("nan")),
                "lr": sched.get_last_lr()[0], "seconds": time.time() - t_train + elapsed_before}
         history.append(row)
-        improved = row["val_auroc"] > best_auroc
+        # a tie in validation AUROC (small validation splits reach 1.0) goes to the lower validation loss
+        best_loss = history[best_epoch - 1]["val_loss"] if best_epoch > 0 else math.inf
+        improved = row["val_auroc"] > best_auroc or (row["val_auroc"] == best_auroc and val_loss < best_loss)
         if improved:
             best_auroc, best_epoch = row["val_auroc"], epoch + 1
             best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
