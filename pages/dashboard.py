@@ -61,7 +61,7 @@ with right:
         st.caption("Decisions by argmax; each class against all others; 95 % bootstrap CIs in brackets.")
 
 y_pred = ui.dashboard.predictions_at(report, threshold)
-cm_col, cases_col = st.columns([2, 3], gap="large")
+cm_col, cases_col = st.columns([1, 1], gap="large")
 with cm_col:
     st.subheader("Confusion matrix")
     normalise = st.toggle("Row-normalised", value=False, key="cm-normalise",

@@ -346,7 +346,7 @@ def case_captions(report: EvalReport, cases: list[int], y_pred: np.ndarray) -> l
     out = []
     for k in cases:
         j = int(y_pred[k])
-        out.append(f"#{k}: p({report.labels[j]}) {report.probs[k, j]:.2f}<br>true {report.labels[int(report.y_true[k])]}")
+        out.append(f"p({report.labels[j]}) {report.probs[k, j]:.2f}<br>true {report.labels[int(report.y_true[k])]}")
     return out
 
 
@@ -439,7 +439,7 @@ def show_cases(option: ModelOption, report: EvalReport, y_pred: np.ndarray, cell
                      hide_index=True, width="stretch", key="cases-table")
         return
     images, maps, seconds = gal
-    st.plotly_chart(case_gallery_figure(images, list(maps), caps, cols=6), key="cases-gallery")
+    st.plotly_chart(case_gallery_figure(images, list(maps), caps, cols=5, tile_px=200), key="cases-gallery")
     st.caption(f"Each image as the network saw it, with the Grad-CAM of the predicted class (relative, min–max per "
                f"image); computed in one batched pass ({seconds:.2f} s). Probabilities are calibrated.")
     pick = st.selectbox("Open a case in the saliency lab", range(len(shown)),

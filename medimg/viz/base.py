@@ -236,7 +236,7 @@ def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: 
     fig.update_layout(xaxis=dict(title="predicted", side="bottom"), yaxis=dict(title="true", autorange="reversed"),
                       margin=_MARGIN, template=_TEMPLATE, height=380, clickmode="event+select",
                       title="Confusion matrix" + (" (row-normalised)" if normalize else " (counts)")
-                      + (": click a cell to review its cases" if clickable else ""))
+                      + (": click a cell" if clickable else ""))
     return fig
 
 

@@ -309,7 +309,7 @@ def case_gallery_figure(images: Sequence[np.ndarray], heatmaps: Sequence[np.ndar
         fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], row=r, col=c)
         fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor=f"x{i + 1 if i else ''}", row=r, col=c)
     for a in fig.layout.annotations:
-        a.font = dict(size=11)
+        a.font = dict(size=10)
     fig.update_layout(height=rows * tile_px + 30, margin=dict(l=5, r=5, t=40, b=5), template=_TEMPLATE)
     return fig
 

@@ -164,6 +164,7 @@ def test_click_on_a_confusion_matrix_cell_opens_its_gallery(make_app, gallery_se
     images = [t for t in fig["data"] if t.get("type") == "image"]
     assert len(images) == min(len(want), 24)
     probs = [float(a["text"].split(") ")[1].split("<br>")[0]) for a in fig["layout"]["annotations"]]
+    assert all(a["text"].startswith("p(pneumonia) ") for a in fig["layout"]["annotations"])
     assert probs == sorted(probs, reverse=True)  # most confident first
     assert all("true normal" in a["text"] for a in fig["layout"]["annotations"])
     # the selected cell is outlined on the matrix
