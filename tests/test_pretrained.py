@@ -217,3 +217,23 @@ def test_pretrained_safetensors_path(tmp_path: Path, shared_data: Path, monkeypa
     assert spec["preprocess"]["mean"] == [0.5]  # a local file keeps the task's default normalisation
     with pytest.raises(WeightsError, match="safetensors"):
         load_pretrained("smallcnn", create_model("smallcnn", 1, 2), str(tmp_path / "x.pth"))
+
+
+def test_freeze_epochs_train_only_the_head(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import load_file
+
+    from medimg.cli import main
+    from medimg.evaluate import EvalReport
+
+    build = EvalReport.build.__func__
+    monkeypatch.setattr(EvalReport, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **{**k, "n_boot": 10})))
+    torch.manual_seed(7)
+    init = tmp_path / "init.safetensors"
+    save_file(create_model("smallcnn", 1, 2).state_dict(), str(init))
+    start = load_file(str(init))
+    assert main(_train_args(tmp_path, "frozen", "--arch", "smallcnn", "--pretrained", str(init), "--epochs", "1",
+                            "--freeze-epochs", "1", "--fp32")) == 0
+    end = load_file(str(tmp_path / "frozen.safetensors"))
+    head = {"classifier.4.weight", "classifier.4.bias"}
+    assert all(torch.equal(end[k], start[k]) for k in start if k not in head)  # the backbone did not move
+    assert not torch.equal(end["classifier.4.weight"], start["classifier.4.weight"])  # the new head did
