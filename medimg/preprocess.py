@@ -14,6 +14,7 @@ Steps (each keeps its intermediate image for display):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +24,17 @@ from skimage import exposure
 from skimage.transform import resize
 
 from medimg.errors import PreprocessError
-from medimg.io.image import MedicalImage, Window, full_range_window
+from medimg.io.image import MedicalImage, Window, apply_window, full_range_window
 from medimg.spec import GEOMETRIES, PreprocessConfig
 
-__all__ = ["Step", "Preprocessed", "Geometry", "run", "normalise", "normalise_batch", "MIN_INPUT_SIDE"]
+__all__ = ["Step", "Preprocessed", "Geometry", "run", "normalise", "normalise_batch", "MIN_INPUT_SIDE", "PREVIEW_SIDE"]
 
 #: Images with fewer rows or columns than this are refused (nothing to see at model scale).
 MIN_INPUT_SIDE = 16
+#: Longest side of the previews kept for the full-size steps (``window``, ``channels``).
+PREVIEW_SIDE = 1024
+#: Values (rows x columns x channels) of the original-size image processed at a time in :meth:`Geometry.forward`.
+STRIP_VALUES = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,23 @@ class Step:
         ``"window"``, ``"channels"``, ``"geometry"``, ``"intensity"`` or ``"normalise"``.
     description : str
         What was done, with the parameters, for display.
-    image : (H, W, C) float32 ndarray
-        Output of the step; in [0, 1] for every step but ``normalise``.
+    image : (h, w, C) float32 ndarray
+        Output of the step; in [0, 1] for every step but ``normalise``. For steps at the original size
+        (``window``, ``channels``) it is a preview of at most :data:`PREVIEW_SIDE` pixels on the long side
+        (every k-th pixel): the full-size intermediate is never kept (memory contract of RELIABILITY.md).
+    shape : (int, int), optional
+        (rows, columns) of the step's real output when ``image`` is a preview.
     """
 
     name: str
     description: str
     image: np.ndarray
+    shape: tuple[int, int] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(rows, columns) of the step's output (not of the preview)."""
+        return self.shape if self.shape is not None else (int(self.image.shape[0]), int(self.image.shape[1]))
 
 
 @dataclass(frozen=True)
@@ -159,13 +174,15 @@ class Geometry:
                "stretch": "stretched (aspect ratio not kept, as in training), "}[self.policy]
         return f"{how}resized {self.source[0]}x{self.source[1]} -> {self.target[0]}x{self.target[1]}"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray | Callable[[int, int], np.ndarray]) -> np.ndarray:
         """The ``geometry`` step: the source image at the model input size.
 
         Parameters
         ----------
-        x : (rows, columns, C) float32 ndarray in [0, 1]
-            ``rows, columns == source``; not modified.
+        x : (rows, columns, C) float32 ndarray in [0, 1], or a callable ``(r0, r1) -> (r1 - r0, columns, C)``
+            The source image (``rows, columns == source``; not modified), or a function giving its rows
+            ``r0:r1``: then the image is produced and reduced a strip of rows at a time and never held whole
+            (a 6000 x 6000 radiograph costs a few MB instead of 144 MB per copy).
 
         Returns
         -------
@@ -173,26 +190,53 @@ class Geometry:
             Area-averaged by whole blocks down to 2-4x the target (an exact box low-pass), then an anti-aliased
             bilinear resize (scikit-image), clipped to [0, 1].
         """
-        if tuple(x.shape[:2]) != self.source:
-            raise PreprocessError(f"Geometry for {self.source} applied to an image of {x.shape[:2]}.")
+        rows, cols = self.source
+        if callable(x):
+            source = x
+        else:
+            if tuple(x.shape[:2]) != self.source:
+                raise PreprocessError(f"Geometry for {self.source} applied to an image of {x.shape[:2]}.")
+            arr = x
+
+            def source(a: int, b: int) -> np.ndarray:
+                return arr[a:b]
         (r0, c0), (side_r, side_c) = self.offset, self.canvas
-        if self.policy == "pad":
-            canvas = np.zeros((side_r, side_c, x.shape[2]), dtype=np.float32)
-            canvas[r0 : r0 + x.shape[0], c0 : c0 + x.shape[1]] = x
-            x = canvas
-        elif self.policy == "crop":
-            x = x[r0 : r0 + side_r, c0 : c0 + side_c]
+
+        def canvas_rows(a: int, b: int) -> np.ndarray:  # rows a:b of what is resized: canvas, crop or source
+            if self.policy == "pad":
+                s0, s1 = max(a - r0, 0), min(b - r0, rows)
+                part = source(s0, s1) if s1 > s0 else None
+                chans = part.shape[2] if part is not None else source(0, 1).shape[2]
+                out = np.zeros((b - a, side_c, chans), dtype=np.float32)
+                if part is not None:
+                    out[s0 + r0 - a : s1 + r0 - a, c0 : c0 + cols] = part
+                return out
+            if self.policy == "crop":
+                return source(a + r0, b + r0)[:, c0 : c0 + side_c]
+            return source(a, b)
+
         out_r, out_c = self.target
-        f_r, f_c = max(1, x.shape[0] // (2 * out_r)), max(1, x.shape[1] // (2 * out_c))
+        f_r, f_c = max(1, side_r // (2 * out_r)), max(1, side_c // (2 * out_c))
         if f_r > 1 or f_c > 1:
             # area-average by whole blocks down to 2-4x the target first (an exact box low-pass, ~10x faster on
-            # a full-size radiograph than anti-aliasing the original), then the anti-aliased resize below
-            r, c = (x.shape[0] // f_r) * f_r, (x.shape[1] // f_c) * f_c
-            x = x[:r, :c].reshape(r // f_r, f_r, c // f_c, f_c, x.shape[2]).mean(axis=(1, 3), dtype=np.float32)
-        if x.shape[:2] != (out_r, out_c):
-            x = resize(x, (out_r, out_c, x.shape[2]), order=1, anti_aliasing=True, preserve_range=True,
-                       mode="edge").astype(np.float32)
-        return np.clip(x, 0.0, 1.0)
+            # a full-size radiograph than anti-aliasing the original), a strip of block rows at a time, then the
+            # anti-aliased resize below
+            r, c = (side_r // f_r) * f_r, (side_c // f_c) * f_c
+            n_r = r // f_r
+            per_strip = max(1, STRIP_VALUES // (f_r * side_c * 3))
+            parts = []
+            for i in range(0, n_r, per_strip):
+                j = min(n_r, i + per_strip)
+                block = canvas_rows(i * f_r, j * f_r)[:, :c]
+                parts.append(block.reshape(j - i, f_r, c // f_c, f_c, block.shape[2]).mean(axis=(1, 3),
+                                                                                          dtype=np.float32))
+            small = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        else:
+            small = np.asarray(canvas_rows(0, side_r), dtype=np.float32)
+        if small.shape[:2] != (out_r, out_c):
+            small = resize(small, (out_r, out_c, small.shape[2]), order=1, anti_aliasing=True, preserve_range=True,
+                           mode="edge").astype(np.float32)
+        return np.clip(small, 0.0, 1.0)
 
     def inverse(self, m: np.ndarray) -> np.ndarray:
         """Map a model-input-sized map back onto the source image (the inverse of :meth:`forward`'s geometry).
@@ -307,17 +351,25 @@ def run(image: MedicalImage, config: PreprocessConfig, window: Window | None = N
         raise PreprocessError("The image holds non-finite values (NaN or infinity).")
     steps: list[Step] = []
     win = _select_window(image, config, window)
-    x = image.display(win)
+    rows, cols = int(pixels.shape[0]), int(pixels.shape[1])
+    k = max(1, -(-max(rows, cols) // PREVIEW_SIDE))  # preview stride
+    preview = apply_window(pixels[::k, ::k], win, invert=image.invert)
     inv = ", inverted (MONOCHROME1)" if image.invert else ""
-    x3 = x if x.ndim == 3 else x[..., None]
-    steps.append(Step("window", f"{win.name}: center {win.center:g}, width {win.width:g} ({win.function}){inv}", x3))
-    x, how = _to_channels(x, config.in_chans)
-    steps.append(Step("channels", how, x))
-    geometry = Geometry((int(x.shape[0]), int(x.shape[1])), tuple(config.input_size), config.geometry)
-    if x.strides[2] == 0:  # grayscale repeated: resize one channel, then copy it (same result, 1/C of the work)
-        x = np.repeat(geometry.forward(np.ascontiguousarray(x[..., :1])), config.in_chans, axis=2)
-    else:
-        x = geometry.forward(x)
+    full = None if k == 1 else (rows, cols)
+    steps.append(Step("window", f"{win.name}: center {win.center:g}, width {win.width:g} ({win.function}){inv}",
+                      preview if preview.ndim == 3 else preview[..., None], full))
+    chans, how = _to_channels(preview, config.in_chans)
+    steps.append(Step("channels", how, chans, full))
+    gray_repeated = chans.strides[2] == 0  # grayscale repeated: resize one channel, then copy (1/C of the work)
+
+    def strip(a: int, b: int) -> np.ndarray:  # rows a:b through the window and the channel conversion
+        y, _ = _to_channels(apply_window(pixels[a:b], win, invert=image.invert), config.in_chans)
+        return np.ascontiguousarray(y[..., :1]) if gray_repeated else y
+
+    geometry = Geometry((rows, cols), tuple(config.input_size), config.geometry)
+    x = geometry.forward(strip)
+    if gray_repeated:
+        x = np.repeat(x, config.in_chans, axis=2)
     steps.append(Step("geometry", geometry.describe(), x))
     x, how = _intensity(x, config.intensity)
     steps.append(Step("intensity", how, x))

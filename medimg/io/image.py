@@ -206,19 +206,68 @@ class MedicalImage:
             return self.windows[0]
         return full_range_window(self.pixels)
 
-    def display(self, window: Window | None = None) -> np.ndarray:
+    def display(self, window: Window | None = None, max_side: int | None = None) -> np.ndarray:
         """Display image in [0, 1]: VOI window then MONOCHROME1 inversion.
 
         Parameters
         ----------
         window : Window, optional
             Defaults to :attr:`default_window`.
+        max_side : int, optional
+            Longest side wanted (what a screen shows). A larger image is first reduced by whole k x k blocks
+            (mean of the modality values, ``k = ceil(longest side / max_side)``), a strip at a time, then
+            windowed: the full-size display image (144 MB for a 6000 x 6000 radiograph) is never made.
 
         Returns
         -------
         (H, W) or (H, W, 3) float32 ndarray in [0, 1]
+            ``(ceil(H / k), ceil(W / k))`` when reduced (:meth:`display_step` gives k).
         """
-        return apply_window(self.pixels, window or self.default_window, invert=self.invert)
+        win = window or self.default_window
+        k = self.display_step(max_side)
+        if k == 1:
+            return apply_window(self.pixels, win, invert=self.invert)
+        return apply_window(block_mean(self.pixels, k), win, invert=self.invert)
+
+    def display_step(self, max_side: int | None) -> int:
+        """The block size k that :meth:`display` reduces by for ``max_side`` (1: full resolution)."""
+        if not max_side:
+            return 1
+        return max(1, -(-max(self.pixels.shape[:2]) // int(max_side)))
+
+
+def block_mean(x: np.ndarray, k: int, strip_values: int = 4 * 2**20) -> np.ndarray:
+    """Mean of k x k blocks (the last, partial blocks averaged over what they hold), a strip of rows at a time.
+
+    Parameters
+    ----------
+    x : (H, W) or (H, W, C) float ndarray
+    k : int >= 1
+    strip_values : int
+        Values of ``x`` converted at a time (bounds the temporary memory).
+
+    Returns
+    -------
+    (ceil(H / k), ceil(W / k)[, C]) float32 ndarray
+    """
+    h, w = x.shape[:2]
+    extra = x.shape[2:]
+    oh, ow = -(-h // k), -(-w // k)
+    out = np.empty((oh, ow, *extra), dtype=np.float32)
+    per = max(1, strip_values // max(1, k * w * (extra[0] if extra else 1)))
+    cols_full = (w // k) * k
+    for i in range(0, oh, per):
+        j = min(oh, i + per)
+        rows = np.asarray(x[i * k : j * k], dtype=np.float32)
+        n = rows.shape[0]
+        pad_r = (j - i) * k - n
+        if pad_r:  # the last partial block row: repeat its last row (the mean of what it holds)
+            rows = np.concatenate([rows, np.repeat(rows[-1:], pad_r, axis=0)])
+        full = rows[:, :cols_full].reshape(j - i, k, cols_full // k, k, *extra).mean(axis=(1, 3))
+        out[i:j, : cols_full // k] = full
+        if cols_full < w:
+            out[i:j, cols_full // k] = rows[:, cols_full:].reshape(j - i, k, w - cols_full, *extra).mean(axis=(1, 2))
+    return out
 
 
 def full_range_window(pixels: np.ndarray, name: str = "full range") -> Window:
