@@ -128,7 +128,6 @@ def lab_image(option: ModelOption) -> LabImage | None:
     if case is not None:
         case_id, split = case
         from medimg import explain as ex
-        from medimg.ui.dashboard import load_report
 
         def run() -> tuple[Any, Any]:
             image = ex.load_case(option.spec, case_id, split)
@@ -136,7 +135,7 @@ def lab_image(option: ModelOption) -> LabImage | None:
                 return image, get_predictor(option.path).predict(image)
 
         (image, pred), _, _ = _cached("case", (str(option.path), case_id, split), run)
-        report = load_report(option)
+        report = _report(option)
         true = None
         if report is not None and case_id in report.ids:
             true = report.labels[int(report.y_true[report.ids.index(case_id)])]
@@ -147,6 +146,16 @@ def lab_image(option: ModelOption) -> LabImage | None:
     image = analysis.decode(up, None).value
     pred = analysis.predict(up, option, image, None).value
     return LabImage(f"upload:{up.upload_id}", "Your uploaded image (first frame)", image, pred)
+
+
+def _report(option: ModelOption) -> Any:
+    """The model's test-set report, or None when absent or unreadable (the dashboard reports why)."""
+    from medimg.evaluate import EvalReport
+
+    try:
+        return EvalReport.load(option.eval_path) if option.eval_path.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def layer_options(option: ModelOption) -> list[Any]:
@@ -239,10 +248,9 @@ def _stamp(option: ModelOption) -> tuple[int, int]:
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _test_vmax(path: str, stamp: tuple[int, int], layer: str, n: int) -> dict[str, float]:  # noqa: ARG001
     from medimg import explain as ex
-    from medimg.ui.dashboard import load_report
 
     option = ModelOption(Path(path), load_spec(path))
-    report = load_report(option)
+    report = _report(option)
     if report is None or not report.ids:
         raise ex.CaseError("This model has no test-set report to take the global scale from.")
     rng = np.random.default_rng(0)
