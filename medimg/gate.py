@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from medimg.errors import SpecError
+from medimg.header_checks import check_header
 from medimg.io.image import MedicalImage
 from medimg.models import PENULTIMATE, feature_extractor, get_architecture
 from medimg.ood import DistributionModel, LayeredDistribution
@@ -82,7 +83,8 @@ class GateVerdict:
 
 
 def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list[GateCheck]:
-    """Checks that need no network: DICOM modality/body part, channels, size and blank content.
+    """Checks that need no network: DICOM modality/body part, the header's patient age and view position against
+    the training population (:func:`medimg.header_checks.check_header`), channels, size and blank content.
 
     Parameters
     ----------
@@ -123,6 +125,7 @@ def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list
     if min(rows, cols) < need:
         checks.append(GateCheck("size", False, f"The image ({rows} x {cols}) is smaller than the model input "
                                 f"({need} px): it was enlarged, so fine detail is missing.", min(rows, cols)))
+    checks.extend(GateCheck(c.name, c.passed, c.reason, c.value) for c in check_header(image, spec))
     std = float(np.std(pre.image))
     if std < BLANK_STD:
         checks.append(GateCheck("content", False, "The image is blank or nearly constant: there is nothing for "

@@ -77,9 +77,11 @@ if show_result:
     methods = ui.analysis.cam_methods()
     c1, c2, c3 = st.columns(3)
     method_label = c1.selectbox("Method", list(methods), index=0, key="cam-method")
+    agnostic = methods[method_label] in ui.saliency.class_agnostic()
     target = c2.selectbox("Explain class", range(len(prediction.labels)), index=prediction.label_index,
-                          format_func=lambda i: prediction.labels[i],
-                          key=ui.analysis.state_key("cam-target", option, uploaded, frame))
+                          format_func=lambda i: prediction.labels[i], disabled=agnostic,
+                          help=f"{method_label} is class-agnostic: its map is the same for every class." if agnostic
+                          else None, key=ui.analysis.state_key("cam-target", option, uploaded, frame))
     alpha = c3.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key="cam-alpha")
     with ui.guard("computing the heat map", stop=False) as g:
         cam = ui.analysis.explain(uploaded, option, prediction, methods[method_label], target)
@@ -87,14 +89,18 @@ if show_result:
     if not g.failed:
         timings["Grad-CAM"] = (cam.seconds, cam.cached)
         timings["overlay"] = (blended.seconds, False)
-        heat = (blended.value, cam.value.scale == "relative", (method_label, prediction.labels[target]))
-        ui.widgets.show_cam_note(method_label, prediction.labels[target], prediction.gate.passed)
+        empty = bool(getattr(cam.value, "empty", False))
+        heat = None if empty else (blended.value, cam.value.scale == "relative",
+                                   (method_label, "every class" if agnostic else prediction.labels[target]))
+        ui.widgets.show_cam_note(method_label, prediction.labels[target], prediction.gate.passed, empty=empty,
+                                 class_agnostic=agnostic, grid=getattr(cam.value, "grid", None))
 
 with panel_slot:
     figure = ui.viewer.panel_figure(
         rendered, None if heat is None else heat[0], relative=True if heat is None else heat[1],
         image_title=f"{window.name}: {ui.viewer.format_window(window, image)}",
-        heat_title="" if heat is None else f"{heat[2][0]} for {heat[2][1]}", revision=uid)
+        heat_title="" if heat is None else f"{heat[2][0]} for {heat[2][1]}", revision=uid,
+        shape=image.shape[:2])
     ui.viewer.show_panel(figure, uid, image.pixels, ui.viewer.integral_units(image))
     if image.n_frames > 1 and st.toggle("Cine: play all frames through this window", key=f"cine-{uid}"):
         with ui.guard("reading the frames", stop=False):
