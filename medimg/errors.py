@@ -17,6 +17,11 @@ __all__ = [
     "SpecError",
     "PreprocessError",
     "ModelInputError",
+    "ExplainError",
+    "BusyError",
+    "DatasetError",
+    "ReportError",
+    "CaseError",
 ]
 
 
@@ -74,3 +79,35 @@ class ModelInputError(MedimgError):
     """A tensor given to a model does not have the shape, dtype or value range the spec requires."""
 
     title = "Invalid model input"
+
+
+class ExplainError(MedimgError, ValueError):
+    """An explanation cannot be computed as asked (unknown method, bad target class, bad layer output)."""
+
+    title = "The explanation could not be computed"
+
+
+class BusyError(MedimgError):
+    """The server's capacity for this kind of work stayed taken for the whole wait (analyses, heat maps,
+    training-lab runs: one :class:`medimg.throttle.Throttle` mechanism raises it everywhere)."""
+
+    title = "The server is busy"
+
+
+class DatasetError(MedimgError, ValueError):
+    """The CSV or the data set folder is inconsistent: a missing column, an unsafe or duplicate path, an
+    empty value, a missing file, a patient in two splits. Also a ``ValueError``."""
+
+    title = "The data set could not be read"
+
+
+class ReportError(MedimgError):
+    """A report or log file beside the weights cannot be read."""
+
+    title = "Test-set report could not be read"
+
+
+class CaseError(MedimgError):
+    """A test-set case cannot be opened (data set not found, unknown id)."""
+
+    title = "The test image could not be opened"

@@ -52,7 +52,8 @@ def test_io_and_preprocess_import_no_torch() -> None:
 
 
 def test_evaluate_and_viz_import_no_torch() -> None:
-    files = _files("medimg/evaluate.py", "medimg/viz.py")
+    files = _files("medimg/evaluate.py", "medimg/viz")
+    assert len(files) >= 3
     assert files
     assert not _violations(files, TORCH)
 
@@ -226,3 +227,20 @@ def test_graph_checker_sees_cycles_and_local_imports(tmp_path: Path) -> None:
         assert _internal_edges(mod_file, modules) == [("medimg.training.tasks", False)]
     finally:
         mod_file.unlink(missing_ok=True)
+
+
+def test_every_public_error_class_lives_in_errors_py() -> None:
+    """Error classes are defined once, in medimg/errors.py (private control-flow exceptions excepted)."""
+    import medimg.errors as errors
+
+    bad = []
+    for f in _files("medimg"):
+        if f.name == "errors.py" and f.parent.name == "medimg":
+            continue
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                bases = {ast.unparse(b).split(".")[-1] for b in node.bases}
+                if any(b.endswith(("Error", "Exception")) for b in bases):
+                    bad.append(f"{f.relative_to(REPO)}: {node.name}")
+    assert not bad, bad
+    assert {"BusyError", "ExplainError", "DatasetError", "ReportError", "CaseError"} <= set(errors.__all__)

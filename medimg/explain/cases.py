@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from medimg.errors import MedimgError
+from medimg.errors import CaseError
 from medimg.explain.localisation import (
     LocalisationSummary,
     energy_inside,
@@ -33,12 +33,6 @@ __all__ = ["CaseError", "dataset_folder", "cases_available", "load_case", "case_
            "LocalisationReview", "mask_localisation", "centre_prior"]
 
 Progress = Callable[[float, str], None]
-
-
-class CaseError(MedimgError):
-    """A test-set case cannot be opened (data set not found, unknown id)."""
-
-    title = "The test image could not be opened"
 
 
 def _root(root: str | Path | None) -> Path:

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from medimg.errors import MedimgError, SpecError
+from medimg.errors import BusyError, ExplainError, SpecError
+from medimg.throttle import Throttle
 
 __all__ = ["ExplainError", "BusyError", "ReplicaPool", "replica_pool", "hook_count", "resolve_layer",
            "as_model", "DEFAULT_MAX_REPLICAS", "BORROW_TIMEOUT_S"]
@@ -43,16 +44,6 @@ BORROW_TIMEOUT_S = 60.0
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
-class ExplainError(MedimgError, ValueError):
-    """An explanation cannot be computed as asked (unknown method, bad target class, bad layer output)."""
-
-    title = "The explanation could not be computed"
-
-
-class BusyError(ExplainError):
-    """Every private model replica stayed busy for :data:`BORROW_TIMEOUT_S` seconds."""
-
-    title = "The server is busy"
 
 
 def as_model(obj: Any) -> nn.Module:
@@ -110,6 +101,7 @@ class ReplicaPool:
         self._free: queue.LifoQueue[nn.Module] = queue.LifoQueue()
         self._created = 0
         self._lock = threading.Lock()
+        self._slots = Throttle(self.max_replicas, "computing heat maps for other users")
 
     @property
     def created(self) -> int:
@@ -128,39 +120,31 @@ class ReplicaPool:
         return replica
 
     def _acquire(self, timeout: float) -> nn.Module:
+        self._slots.acquire(timeout)  # at most max_replicas borrowers: a free or new replica is then certain
         try:
             return self._free.get_nowait()
         except queue.Empty:
             pass
         with self._lock:
-            make = self._created < self.max_replicas
-            if make:
-                self._created += 1
-        if make:
-            try:
-                return self._make()
-            except BaseException:
-                with self._lock:
-                    self._created -= 1
-                raise
+            self._created += 1
         try:
-            return self._free.get(timeout=timeout)
-        except queue.Empty as err:
-            raise BusyError(f"All {self.max_replicas} explanation workers stayed busy for {timeout:g} s; "
-                            "try again in a moment.") from err
-
-    def _release(self, replica: nn.Module) -> None:
-        if hook_count(replica) == 0 and not replica.training:
-            self._free.put(replica)
-            return
-        # A replica left dirty by an error is thrown away; make a clean one so waiting callers are served.
-        try:
-            fresh = self._make()
+            return self._make()
         except BaseException:
             with self._lock:
                 self._created -= 1
+            self._slots.release()
             raise
-        self._free.put(fresh)
+
+    def _release(self, replica: nn.Module) -> None:
+        try:
+            if hook_count(replica) == 0 and not replica.training:
+                self._free.put(replica)
+                return
+            # A replica left dirty by an error is thrown away; the next borrower makes a clean one.
+            with self._lock:
+                self._created -= 1
+        finally:
+            self._slots.release()
 
     @contextmanager
     def borrow(self, timeout: float = BORROW_TIMEOUT_S) -> Iterator[nn.Module]:

@@ -18,11 +18,11 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 import torch
 
-from medimg.training.data import SplitArrays, _stack
-from medimg.errors import MedimgError, UnsupportedFormatError
+from medimg.errors import DatasetError, MedimgError, UnsupportedFormatError
 from medimg.io import load_image
 from medimg.preprocess import run as preprocess_run
 from medimg.spec import PreprocessConfig
+from medimg.training.data import SplitArrays, _stack
 
 __all__ = ["DatasetError", "read_label_csv", "grouped_split", "hash_patient_id", "dicom_patient_hash",
            "load_csv_split", "SPLITS", "DICOM_PATIENT_COL"]
@@ -33,13 +33,6 @@ SPLITS = ("train", "val", "test")
 DICOM_PATIENT_COL = "PatientID"
 #: Number of StratifiedGroupKFold folds that :func:`grouped_split` deals out to the splits (5 % resolution).
 N_FOLDS = 20
-
-
-class DatasetError(MedimgError, ValueError):
-    """The CSV or the data set folder is inconsistent: a missing column, an unsafe or duplicate path, an
-    empty value, a missing file, a patient in two splits. Also a ``ValueError``."""
-
-    title = "The data set could not be read"
 
 
 def hash_patient_id(raw: str) -> str:

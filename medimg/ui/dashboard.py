@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from medimg.errors import MedimgError
+from medimg.errors import ReportError
 from medimg.evaluate import EvalReport
 from medimg.ui.resources import ModelOption
 
@@ -36,12 +36,6 @@ METRIC_NAMES: dict[str, str] = {
     "macro_f1": "Macro F1",
     "ece": "ECE (lower is better)",
 }
-
-
-class ReportError(MedimgError):
-    """A report or log file beside the weights cannot be read."""
-
-    title = "Test-set report could not be read"
 
 
 def load_report(option: ModelOption) -> EvalReport | None:

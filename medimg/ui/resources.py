@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,8 +15,9 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 import medimg
-from medimg.errors import MedimgError, SpecError
+from medimg.errors import BusyError, SpecError
 from medimg.spec import ModelSpec, load_spec
+from medimg.throttle import Throttle
 
 if TYPE_CHECKING:  # pragma: no cover
     from medimg.predict import Predictor
@@ -234,12 +234,13 @@ def device_label(predictor: Predictor) -> tuple[str, str]:
 
 
 @st.cache_resource
-def _semaphore() -> threading.BoundedSemaphore:
-    return threading.BoundedSemaphore(MAX_CONCURRENT_ANALYSES)
+def analysis_throttle() -> Throttle:
+    """The process-wide :class:`medimg.throttle.Throttle` of analyses (``$MEDIMG_MAX_CONCURRENT``, default 2)."""
+    return Throttle(MAX_CONCURRENT_ANALYSES, "analysing other images")
 
 
 class compute_slot:  # noqa: N801 - used like a function: ``with compute_slot(): ...``
-    """Context manager limiting concurrent analyses in this process.
+    """Context manager limiting concurrent analyses in this process (a slot of :func:`analysis_throttle`).
 
     Parameters
     ----------
@@ -248,24 +249,21 @@ class compute_slot:  # noqa: N801 - used like a function: ``with compute_slot():
 
     Raises
     ------
-    medimg.errors.MedimgError
-        ``ServerBusy`` when no slot frees up within ``timeout``.
+    medimg.errors.BusyError
+        No slot frees up within ``timeout``.
     """
 
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
-        self._sem = _semaphore()
+        self._throttle = analysis_throttle()
 
     def __enter__(self) -> compute_slot:
-        if not self._sem.acquire(timeout=self.timeout):
-            raise ServerBusyError("The server is busy analysing other images. Please try again in a moment.")
+        self._throttle.acquire(self.timeout)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._sem.release()
+        self._throttle.release()
 
 
-class ServerBusyError(MedimgError):
-    """Too many analyses are running at once."""
-
-    title = "Server busy"
+#: The one busy error (kept under this name for the pages' imports).
+ServerBusyError = BusyError

@@ -149,8 +149,8 @@ def test_dashboard_renders_figures(server: tuple[str, Path], tmp_path: Path) -> 
         page.get_by_role("link", name="Test-set dashboard").click()
         page.get_by_role("heading", name="Test-set dashboard").wait_for()
         if page.get_by_text("has no test-set report").count() == 0:
-            page.get_by_text("ROC curve", exact=False).first.wait_for()
-            page.get_by_text("Reliability diagram", exact=False).first.wait_for()
+            page.get_by_text("ROC (AUROC", exact=False).first.wait_for()
+            page.get_by_text("temperature scaling", exact=False).first.wait_for()
             assert page.locator(".js-plotly-plot").count() >= 4
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
