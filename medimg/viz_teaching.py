@@ -193,7 +193,7 @@ def _base_trace(base: np.ndarray) -> go.Heatmap:
 
 
 def cam_stages_figure(base: np.ndarray, stages: Sequence[tuple[str, np.ndarray]], opacity: float = 0.5,
-                      title: str = "") -> go.Figure:
+                      title: str = "", input_title: str | None = None) -> go.Figure:
     """Heat maps of several stages side by side, each drawn on its own grid over the network input.
 
     Parameters
@@ -206,17 +206,24 @@ def cam_stages_figure(base: np.ndarray, stages: Sequence[tuple[str, np.ndarray]]
     opacity : float in [0, 1]
         Of the heat map over the image.
     title : str
+    input_title : str, optional
+        When given, a first column shows the network input alone under this title.
 
     Returns
     -------
     plotly.graph_objects.Figure
-        One column per stage; colours are relative (min–max per map).
+        One column per stage (after the input's, if any); colours are relative (min–max per map).
     """
-    n = max(1, len(stages))
+    first = 1 if input_title is not None else 0
+    n = max(1, len(stages) + first)
     g = gray(base)
     rows, cols = g.shape
-    fig = make_subplots(rows=1, cols=n, subplot_titles=[s[0] for s in stages], horizontal_spacing=0.02)
-    for i, (_, cells) in enumerate(stages, start=1):
+    titles = ([input_title] if first else []) + [s[0] for s in stages]
+    fig = make_subplots(rows=1, cols=n, subplot_titles=titles, horizontal_spacing=0.02)
+    if first:
+        fig.add_trace(_base_trace(g), row=1, col=1)
+        _square_pixels(fig, rows, cols, row=1, col=1)
+    for i, (_, cells) in enumerate(stages, start=1 + first):
         c = np.asarray(cells, dtype=np.float32)
         dy, dx = rows / c.shape[0], cols / c.shape[1]
         fig.add_trace(_base_trace(g), row=1, col=i)

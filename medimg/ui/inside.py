@@ -142,8 +142,9 @@ def architecture_section(option: ModelOption) -> list[LayerRow]:
     arch = spec.architecture if spec is not None else "?"
     st.markdown(f"**{arch}**: {len(rows) - 1} layers or blocks, {total:,} parameters. Input "
                 f"{_fmt_shape(rows[0].out_shape)} (channels x rows x columns).")
-    st.dataframe(layer_table_frame(rows), hide_index=True, width="stretch",
-                 column_config={"Parameters": st.column_config.NumberColumn(format="localized")})
+    st.dataframe(layer_table_frame(rows), hide_index=True, width="stretch", height=min(800, 38 + 35 * len(rows)),
+                 column_config={"Parameters": st.column_config.NumberColumn(format="localized"),
+                                "Details": st.column_config.TextColumn(width="large")})
     cam_rows = [r for r in rows if r.is_cam]
     cam_txt = (f"The heat map is computed on the output of **{cam_rows[0].name}** "
                f"({_fmt_shape(cam_rows[0].out_shape)}): each of its {cam_rows[0].spatial[0]} x "
@@ -226,8 +227,9 @@ def stages_section(option: ModelOption, upload: Upload, prediction: Prediction, 
     for s in stages:
         rf = "whole image" if s.rf is None else f"{s.rf[0]} px"
         titles.append(f"{s.layer}<br>{s.grid[0]} x {s.grid[1]} grid, field {rf}")
-    st.plotly_chart(vt.cam_stages_figure(prediction.preprocessed.image, list(zip(titles, [s.cells for s in stages],
-                                                                                     strict=True))),
+    st.plotly_chart(vt.cam_stages_figure(prediction.preprocessed.image,
+                                         list(zip(titles, [s.cells for s in stages], strict=True)),
+                                         input_title=f"network input<br>{x.shape[1]} x {x.shape[2]} px"),
                     key="inside-stages")
     st.caption(f"{label} for **{labels[int(target)]}** at the end of each stage, drawn on the network input "
                f"({x.shape[1]} x {x.shape[2]} px). Each coloured block is one unit of that layer's grid: early "
@@ -317,17 +319,17 @@ def cover_section(option: ModelOption, upload: Upload, prediction: Prediction) -
     box = cover_box(st.session_state.get(sk), (h, w))
     if box is not None and box != st.session_state.get(lk):  # a new rectangle drawn on the image: move the sliders
         st.session_state[lk] = box
-        st.session_state[rk] = (box[0], box[2])
-        st.session_state[ck] = (box[1], box[3])
+        st.session_state[rk] = (box[0], box[2] - 1)
+        st.session_state[ck] = (box[1], box[3] - 1)
     for k, n in ((rk, h), (ck, w)):
         v = st.session_state.get(k)
-        if not (isinstance(v, tuple) and len(v) == 2 and 0 <= v[0] < v[1] <= n):
-            st.session_state[k] = (n // 3, max(n // 3 + 1, 2 * n // 3))
+        if not (isinstance(v, tuple) and len(v) == 2 and 0 <= v[0] <= v[1] < n):
+            st.session_state[k] = (n // 3, max(n // 3, 2 * n // 3 - 1))
     left, right = st.columns([1, 1], gap="large")
     with left:
-        rows = st.slider("Rows covered", 0, h, key=rk)
-        cols = st.slider("Columns covered", 0, w, key=ck)
-        box = (int(rows[0]), int(cols[0]), int(rows[1]), int(cols[1]))
+        rows = st.slider("Rows covered (first, last)", 0, h - 1, key=rk)
+        cols = st.slider("Columns covered (first, last)", 0, w - 1, key=ck)
+        box = (int(rows[0]), int(cols[0]), int(rows[1]) + 1, int(cols[1]) + 1)
         covered = np.array(prediction.preprocessed.image, dtype=np.float32, copy=True)
         covered[box[0] : box[2], box[1] : box[3]] = np.asarray(option.spec.preprocess.mean, dtype=np.float32)
         st.plotly_chart(vt.pixels_figure(covered, title="Covered network input", box=box, select=True),

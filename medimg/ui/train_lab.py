@@ -716,7 +716,9 @@ def _status_line(snap: Mapping[str, Any]) -> str:
     if state == "comparing":
         return "Comparing with the shipped ResNet and fitting HOG + SVM on the same split (once per server) ..."
     if state == "done":
-        return f"Done: {len(snap['history'])} epoch(s) in {snap['elapsed']:.1f} s."
+        train_s = sum(h.get("seconds", 0.0) for h in snap["history"])
+        return (f"Done: {len(snap['history'])} epoch(s) in {train_s:.1f} s of training ({snap['elapsed']:.0f} s "
+                "with reading the data, testing and the comparisons).")
     if state == "stopped":
         return f"Stopped ({snap['stop_reason'] or 'stopped'}) after {len(snap['history'])} epoch(s)."
     return f"Failed: {snap['error']}"
@@ -800,7 +802,9 @@ def results_section(job: LabJob) -> None:
     c[3].metric("AUROC", f"{m.get('auroc', float('nan')):.3f}")
     left, right = st.columns(2, gap="large")
     with left:
-        st.plotly_chart(viz.confusion_matrix_figure(m["confusion_matrix"], res.labels), key="lab-cm")
+        cm_fig = viz.confusion_matrix_figure(m["confusion_matrix"], res.labels)
+        cm_fig.update_layout(title=f"Confusion matrix, test split ({res.n['test']} images)")
+        st.plotly_chart(cm_fig, key="lab-cm")
     with right:
         st.plotly_chart(vt.filter_grid_figure(res.filters, title=f"Learned first-layer filters "
                                                                  f"({len(res.filters)} of {res.filters.shape[1]} x "

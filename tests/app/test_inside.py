@@ -71,6 +71,8 @@ def test_current_image_from_another_page_drives_every_section(make_app, predicto
     cells = [t for t in figs["inside-stages"]["data"] if t.get("opacity") not in (None, 1)]
     assert [plotly_array(t["z"]).shape for t in cells] == [(64, 64), (32, 32), (16, 16)]
     assert "16 x 16 grid" in rendered_text(at)
+    titles = [a["text"] for a in figs["inside-stages"]["layout"]["annotations"]]
+    assert titles[0] == "network input<br>64 x 64 px" and len(titles) == 4
     # the what-ifs: "as trained" equals the Predictor's single-view output; sizes printed
     ref = predictor.predict(load_image(_png()), tta=False)
     variants = at.session_state["medimg.inside"].results["whatif"]
@@ -103,8 +105,8 @@ def test_occlusion_runs_with_progress_and_matches_the_library(make_app, predicto
 
 def test_covering_a_region_changes_the_probabilities(make_app, predictor: Predictor) -> None:
     at = _with_image(make_app)
-    at.slider(key="inside-cover-rows").set_value((0, 64))
-    at.slider(key="inside-cover-cols").set_value((0, 32)).run()
+    at.slider(key="inside-cover-rows").set_value((0, 63))
+    at.slider(key="inside-cover-cols").set_value((0, 31)).run()
     assert_clean(at)
     table = at.dataframe[-1].value
     pre = predictor.predict(load_image(_png()), tta=False).preprocessed
@@ -120,8 +122,9 @@ def test_box_selection_moves_the_cover_sliders(make_app) -> None:
     at.session_state["inside-cover-select"] = {"selection": {"points": [{"x": 5, "y": 10}, {"x": 20, "y": 30}],
                                                              "point_indices": [], "box": [], "lasso": []}}
     at.run()
-    assert at.slider(key="inside-cover-rows").value == (10, 31)
-    assert at.slider(key="inside-cover-cols").value == (5, 21)
+    assert at.slider(key="inside-cover-rows").value == (10, 30)  # first and last row of the drawn box
+    assert at.slider(key="inside-cover-cols").value == (5, 20)
+    assert "Covered rows 10–30, columns 5–20 of the 64 x 64 input (336 pixels)." in [c.value for c in at.caption]
 
 
 def test_feature_map_layer_and_cam_method_choices(make_app) -> None:
