@@ -237,3 +237,19 @@ def test_freeze_epochs_train_only_the_head(tmp_path: Path, shared_data: Path, mo
     head = {"classifier.4.weight", "classifier.4.bias"}
     assert all(torch.equal(end[k], start[k]) for k in start if k not in head)  # the backbone did not move
     assert not torch.equal(end["classifier.4.weight"], start["classifier.4.weight"])  # the new head did
+
+
+def test_channels_last_rgb_run_writes_its_checkpoint(tmp_path: Path, shared_data: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: an RGB model in channels_last keeps NHWC strides in its state dict; the checkpoint's copy of the
+    best weights must be stored contiguous (safetensors refuses strided tensors)."""
+    from medimg.cli import main
+    from medimg.evaluate import EvalReport
+
+    build = EvalReport.build.__func__
+    monkeypatch.setattr(EvalReport, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **{**k, "n_boot": 10})))
+    args = ["train", "--task", "pbc-blood", "--arch", "smallcnn", "--size", "32", "--epochs", "1", "--batch-size",
+            "8", "--limit", "16", "--out", str(tmp_path), "--name", "rgb_nhwc", "--device", "cpu", "--threads", "1",
+            "--no-gate", "--ema-decay", "0", "--channels-last"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "rgb_nhwc.json").read_text())["preprocess"]["in_chans"] == 3

@@ -272,7 +272,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         improved = row["val_auroc"] > best_auroc or (row["val_auroc"] == best_auroc and val_loss < best_loss)
         if improved:
             best_auroc, best_epoch = row["val_auroc"], epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
+            best_state = {k: v.detach().cpu().contiguous().clone() for k, v in evaluated.state_dict().items()}  # NCHW
         if main_process:
             log.info("epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val AUROC %.4f%s", epoch + 1,
                      row["train_loss"], val_loss, row["val_accuracy"], row["val_auroc"], " *" if improved else "")
