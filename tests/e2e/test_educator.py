@@ -80,7 +80,12 @@ def test_training_lab_trains_one_epoch_and_draws_the_curve(lab_server: tuple[str
                    el => (el.data || []).some(t => t.name === 'training loss' && (t.y || []).length === 1))""")
         assert _curve_points(page) == 1
         page.get_by_role("heading", name="Test split").wait_for()
-        page.get_by_text("HOG + SVM (C =", exact=False).first.wait_for()
+        # the comparison figure: the small CNN, HOG + SVM and the shipped ResNet on the same test split
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => {
+                   const names = (el.data || []).map(t => t.name || '');
+                   return names.some(n => n.startsWith('HOG + SVM')) && names.some(n => n.startsWith('shipped'));
+               })""", timeout=240_000)
         page.set_viewport_size({"width": 1440, "height": 3200})
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / "train_lab.png"), full_page=True)
