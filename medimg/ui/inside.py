@@ -144,12 +144,16 @@ def architecture_section(option: ModelOption) -> list[LayerRow]:
                 f"{_fmt_shape(rows[0].out_shape)} (channels x rows x columns).")
     st.dataframe(layer_table_frame(rows), hide_index=True, width="stretch", height=min(800, 38 + 35 * len(rows)),
                  column_config={"Parameters": st.column_config.NumberColumn(format="localized"),
-                                "Details": st.column_config.TextColumn(width="large")})
+                                "Details": st.column_config.TextColumn(width="medium")})
     cam_rows = [r for r in rows if r.is_cam]
-    cam_txt = (f"The heat map is computed on the output of **{cam_rows[0].name}** "
-               f"({_fmt_shape(cam_rows[0].out_shape)}): each of its {cam_rows[0].spatial[0]} x "
-               f"{cam_rows[0].spatial[1]} cells sees {_fmt_rf(cam_rows[0])} of the input."
-               if cam_rows and cam_rows[0].spatial else "")
+    cam_txt = ""
+    if cam_rows and cam_rows[0].spatial:
+        row = cam_rows[0]
+        h, w = rows[0].out_shape[1:]
+        sees = (f"can see the whole {h} x {w} input (its theoretical field, {_fmt_rf(row)}, is larger than the image)"
+                if row.rf is not None and min(row.rf) >= max(h, w) else f"sees {_fmt_rf(row)} of the input")
+        cam_txt = (f"The heat map is computed on the output of **{row.name}** ({_fmt_shape(row.out_shape)}): each of "
+                   f"its {row.spatial[0]} x {row.spatial[1]} cells {sees}.")
     st.caption("Output shapes come from a real forward pass. **Receptive field**: how many input pixels can "
                "influence one unit of the layer (the theoretical field along the main path, Araujo et al. 2019); "
                "it grows with every convolution and pooling, until global pooling sees the whole image. "
