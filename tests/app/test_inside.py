@@ -145,3 +145,22 @@ def test_unreadable_upload_is_a_clear_message(make_app) -> None:
     assert_clean(at)
     assert any("Unsupported file type" in e.value for e in at.error), [e.value for e in at.error]
     assert "inside-stages" not in plotly_specs(at)
+
+
+def test_what_the_network_saw_shows_real_pixels_with_their_size(make_app) -> None:
+    """Analyze's steps: the 64 x 64 network input is enlarged by whole-pixel blocks, and every size is printed."""
+    from medimg.ui.widgets import step_pixels
+
+    small = np.random.default_rng(0).random((28, 28, 1)).astype(np.float32)
+    big = step_pixels(small, "geometry")
+    assert big.shape == (28 * 14, 28 * 14)  # 384 px reached by an integer factor
+    blocks = big.reshape(28, 14, 28, 14)
+    assert (blocks == blocks[:, :1, :, :1]).all()  # every block is one pixel's value: nothing smoothed
+    assert step_pixels(np.zeros((1000, 800, 1), np.float32), "window").shape == (384, 307)  # originals shrink
+    at = make_app("pages/analyze.py")
+    at.session_state["medimg.model"] = "tiny_smallcnn.json"
+    at.session_state[UPLOAD_KEY] = Upload.from_bytes(_png())
+    at.run()
+    assert_clean(at)
+    sizes = [c.value.rsplit("· ", 1)[-1] for c in at.caption if "· " in c.value and c.value.endswith(" px")]
+    assert sizes == ["80 x 100 px", "80 x 100 px", "64 x 64 px", "64 x 64 px", "64 x 64 px"]
