@@ -46,8 +46,9 @@ import streamlit as st
 
 from medimg import viz
 from medimg import viz_teaching as vt
-from medimg.errors import SpecError
-from medimg.ui.resources import ServerBusyError, available_models
+from medimg.errors import BusyError, SpecError
+from medimg.throttle import Throttle
+from medimg.ui.resources import available_models
 
 __all__ = ["LAB_TASKS", "MAX_WORKERS", "MAX_QUEUED", "LAB_THREADS", "IDLE_CANCEL_S", "JOB_KEY", "LabConfig",
            "LabResult", "LabJob", "LabServer", "lab_server", "train_lab_model", "session_job", "start", "config_form",
@@ -544,7 +545,7 @@ class LabServer:
 
     def __init__(self, workers: int = MAX_WORKERS, queued: int = MAX_QUEUED, threads: int = LAB_THREADS) -> None:
         self.workers, self.queued, self.threads = max(1, workers), max(0, queued), max(1, threads)
-        self._slots = threading.BoundedSemaphore(self.workers)
+        self._slots = Throttle(self.workers, "training other users' networks")
         self._lock = threading.Lock()
         self._jobs: dict[str, LabJob] = {}  # live (not final) jobs by session
 
@@ -558,7 +559,7 @@ class LabServer:
 
         Raises
         ------
-        ServerBusyError
+        BusyError
             :attr:`workers` runs are training and :attr:`queued` are waiting already.
         """
         key = session_id or f"anonymous-{id(config)}-{time.monotonic()}"
@@ -568,7 +569,7 @@ class LabServer:
                 old.stop("a new run was started")
             live = [j for k, j in self._jobs.items() if not j.final and k != key]
             if len(live) >= self.workers + self.queued:
-                raise ServerBusyError(f"The training lab is busy: {len(live)} run(s) are training or waiting "
+                raise BusyError(f"The training lab is busy: {len(live)} run(s) are training or waiting "
                                       f"(the server allows {self.workers} at a time and {self.queued} waiting). "
                                       "Please try again in a few minutes.")
             job = LabJob(config, session_id)
@@ -579,10 +580,14 @@ class LabServer:
     def _run(self, job: LabJob) -> None:
         import torch
 
-        while not self._slots.acquire(timeout=0.5):  # queued: wait for a worker, but leave when stopped
-            if job._should_stop():
-                job._set(state="stopped", finished=time.monotonic())
-                return
+        while True:  # queued: wait for a worker, but leave when stopped
+            try:
+                self._slots.acquire(timeout=0.5)
+                break
+            except BusyError:
+                if job._should_stop():
+                    job._set(state="stopped", finished=time.monotonic())
+                    return
         try:
             job._set(state="loading", started=time.monotonic())
             torch.set_num_threads(self.threads)  # this thread only (OpenMP: per-thread), not the analyses'
@@ -658,7 +663,7 @@ def start(config: LabConfig) -> LabJob:
 
     Raises
     ------
-    ServerBusyError
+    BusyError
         The server's training capacity and queue are full.
     """
     job = lab_server().submit(config, _session_id())

@@ -15,9 +15,8 @@ import torch
 from apptest_helpers import assert_clean, assert_notice, plotly_array, plotly_specs
 from streamlit.testing.v1 import AppTest
 
-from medimg.errors import SpecError
+from medimg.errors import BusyError, SpecError
 from medimg.ui import train_lab as tl
-from medimg.ui.resources import ServerBusyError
 
 PAGE = "pages/train_lab.py"
 
@@ -120,7 +119,8 @@ def test_busy_message_beyond_capacity(make_app, monkeypatch: pytest.MonkeyPatch)
     at = make_app(PAGE).run()
     _form(at, epochs=1, limit=96)
     assert_clean(at)
-    assert any(e.value.startswith("Server busy: The training lab is busy") for e in at.error), [e.value for e in at.error]
+    busy = f"{BusyError.title}: The training lab is busy"
+    assert any(e.value.startswith(busy) for e in at.error), [e.value for e in at.error]
     assert tl.JOB_KEY not in at.session_state
 
 
@@ -172,7 +172,7 @@ def test_queue_waits_for_a_worker_then_runs() -> None:
     b = server.submit(cfg, "b")
     time.sleep(0.3)
     assert b.state == "queued"
-    with pytest.raises(ServerBusyError):
+    with pytest.raises(BusyError):
         server.submit(cfg, "c")
     a.stop()
     _wait(b, ("done", "failed"))
