@@ -441,21 +441,31 @@ def report_downloads(upload: Any, option: Any, image: MedicalImage, settings: An
     """
     from dataclasses import replace
 
-    from medimg import report
-    from medimg.ui.viewer import render
+    def build() -> Any:  # run only when a button is clicked (Streamlit's deferred download data)
+        from medimg import report
+        from medimg.ui.viewer import render
 
-    plain = render(image, replace(settings, overlays=False))  # overlays may hold text: never in a report
-    method, target = ("", "") if heat is None else heat[2]
-    rep = report.build_report(
-        image=image, window=settings.window, inverted=settings.invert, prediction=prediction, spec=option.spec,
-        spec_path=option.path, checks=(*prediction.gate.checks, *header_checks), display_rgb=plain,
-        heat_rgb=None if heat is None else heat[0], heat_method=method, heat_target=target,
-        heat_relative=True if heat is None else heat[1], timings={k: v for k, (v, _) in timings.items()})
+        plain = render(image, replace(settings, overlays=False))  # overlays may hold text: never in a report
+        method, target = ("", "") if heat is None else heat[2]
+        return report, report.build_report(
+            image=image, window=settings.window, inverted=settings.invert, prediction=prediction,
+            spec=option.spec, spec_path=option.path, checks=(*prediction.gate.checks, *header_checks),
+            display_rgb=plain, heat_rgb=None if heat is None else heat[0], heat_method=method, heat_target=target,
+            heat_relative=True if heat is None else heat[1], timings={k: v for k, (v, _) in timings.items()})
+
+    def pdf() -> bytes:
+        report, rep = build()
+        return report.to_pdf(rep)
+
+    def json_bytes() -> str:
+        report, rep = build()
+        return report.to_json(rep)
+
     st.subheader("Report")
     c1, c2 = st.columns(2)
-    c1.download_button("Download PDF report", report.to_pdf(rep), file_name="medimg-report.pdf",
+    c1.download_button("Download PDF report", pdf, file_name="medimg-report.pdf",
                        mime="application/pdf", icon=":material/picture_as_pdf:", key="medimg.report-pdf")
-    c2.download_button("Download JSON report", report.to_json(rep), file_name="medimg-report.json",
+    c2.download_button("Download JSON report", json_bytes, file_name="medimg-report.json",
                        mime="application/json", icon=":material/data_object:", key="medimg.report-json")
     st.caption("One page: thumbnail, display window, calibrated probabilities, applicability checks, stability, "
                "heat map with its method and scale, model and version, timings. No patient identifiers or file "
