@@ -135,7 +135,18 @@ def layer_table_frame(rows: Sequence[LayerRow]) -> dict[str, list[Any]]:
 
 
 def architecture_section(option: ModelOption) -> list[LayerRow]:
-    """The layer table with a short reading guide. Returns the rows (other sections reuse them)."""
+    """The layer table with a short reading guide.
+
+    Parameters
+    ----------
+    option : ModelOption
+        The sidebar's model.
+
+    Returns
+    -------
+    list of LayerRow
+        The rows (the feature-map and stage sections reuse them).
+    """
     rows = layer_rows(option)
     total = sum(r.params for r in rows)
     spec = option.spec
@@ -166,7 +177,13 @@ def architecture_section(option: ModelOption) -> list[LayerRow]:
 
 
 def filters_section(option: ModelOption) -> None:
-    """The first-layer filters as a grid (they depend on the model only)."""
+    """The first-layer filters as a grid (they depend on the model only).
+
+    Parameters
+    ----------
+    option : ModelOption
+        The sidebar's model.
+    """
     from medimg.explain.teaching import first_layer_filters
 
     f = first_layer_filters(get_predictor(option.path))
@@ -178,7 +195,19 @@ def filters_section(option: ModelOption) -> None:
 
 def feature_maps_section(option: ModelOption, upload: Upload, prediction: Prediction,
                          rows: Sequence[LayerRow]) -> None:
-    """A layer picker and that layer's feature maps for the current image, the most active channels first."""
+    """A layer picker and that layer's feature maps for the current image, the most active channels first.
+
+    Parameters
+    ----------
+    option : ModelOption
+        The sidebar's model.
+    upload : medimg.ui.session.Upload
+        The session's current image (its id keys the results kept in this session).
+    prediction : medimg.Prediction
+        The model's prediction for the image (its ``preprocessed`` input is what is shown and explained).
+    rows : sequence of LayerRow
+        :func:`layer_rows` of the model (the layers offered).
+    """
     from medimg.explain.teaching import channel_order, feature_maps
 
     choices = [r for r in rows[1:] if r.spatial is not None and r.spatial[0] * r.spatial[1] > 1]
@@ -213,7 +242,19 @@ def _with_slot(fn: Callable[[], Any]) -> Any:
 
 
 def stages_section(option: ModelOption, upload: Upload, prediction: Prediction, rows: Sequence[LayerRow]) -> None:
-    """The heat map of one class at the end of every stage, side by side, each on its layer's own grid."""
+    """The heat map of one class at the end of every stage, side by side, each on its layer's own grid.
+
+    Parameters
+    ----------
+    option : ModelOption
+        The sidebar's model.
+    upload : medimg.ui.session.Upload
+        The session's current image (its id keys the results kept in this session).
+    prediction : medimg.Prediction
+        The model's prediction for the image (its ``preprocessed`` input is what is shown and explained).
+    rows : sequence of LayerRow
+        :func:`layer_rows` of the model (where the stages end).
+    """
     from medimg.explain.teaching import stage_cams
 
     methods = analysis.cam_methods()
@@ -246,7 +287,17 @@ def stages_section(option: ModelOption, upload: Upload, prediction: Prediction, 
 
 
 def occlusion_section(option: ModelOption, upload: Upload, prediction: Prediction) -> None:
-    """Occlusion sensitivity with patch size and stride, run on request with a progress bar."""
+    """Occlusion sensitivity with patch size and stride, run on request with a progress bar.
+
+    Parameters
+    ----------
+    option : ModelOption
+        The sidebar's model.
+    upload : medimg.ui.session.Upload
+        The session's current image (its id keys the results kept in this session).
+    prediction : medimg.Prediction
+        The model's prediction for the image (its ``preprocessed`` input is what is shown and explained).
+    """
     from medimg.explain.teaching import occlusion
 
     x = prediction.preprocessed.model_input
@@ -314,7 +365,17 @@ def cover_box(selection: Any, shape: tuple[int, int]) -> tuple[int, int, int, in
 
 def cover_section(option: ModelOption, upload: Upload, prediction: Prediction) -> None:
     """What-if: the student covers a rectangle (drawn on the image or set with sliders) and sees the
-    probabilities change."""
+    probabilities change.
+
+    Parameters
+    ----------
+    option : ModelOption
+        The sidebar's model.
+    upload : medimg.ui.session.Upload
+        The session's current image (its id keys the results kept in this session).
+    prediction : medimg.Prediction
+        The model's prediction for the image (its ``preprocessed`` input is what is shown and explained).
+    """
     from medimg.explain.teaching import occlude
 
     x = prediction.preprocessed.model_input
@@ -440,7 +501,19 @@ def other_windows(image: MedicalImage) -> list[Window]:
 
 
 def whatif_section(option: ModelOption, upload: Upload, image: MedicalImage, prediction: Prediction) -> None:
-    """Preprocessing what-ifs side by side: each network input as real pixels with its size and probabilities."""
+    """Preprocessing what-ifs side by side: each network input as real pixels with its size and probabilities.
+
+    Parameters
+    ----------
+    option : ModelOption
+        The sidebar's model.
+    upload : medimg.ui.session.Upload
+        The session's current image (its id keys the results kept in this session).
+    image : MedicalImage
+        The decoded frame.
+    prediction : medimg.Prediction
+        The model's prediction for the image (its ``preprocessed`` input is what is shown and explained).
+    """
     predictor = get_predictor(option.path)
     pp = option.spec.preprocess
     trained = int(pp.input_size[0])
