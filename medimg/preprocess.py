@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from skimage import exposure
-from skimage.transform import resize
 
 from medimg.errors import PreprocessError
 from medimg.io.image import MedicalImage, Window, apply_window, full_range_window
@@ -234,6 +232,8 @@ class Geometry:
         else:
             small = np.asarray(canvas_rows(0, side_r), dtype=np.float32)
         if small.shape[:2] != (out_r, out_c):
+            from skimage.transform import resize  # scikit-image (and scipy) load on first use, not at import
+
             small = resize(small, (out_r, out_c, small.shape[2]), order=1, anti_aliasing=True, preserve_range=True,
                            mode="edge").astype(np.float32)
         return np.clip(small, 0.0, 1.0)
@@ -283,6 +283,8 @@ def _intensity(x: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
             return x, "percentile stretch skipped (constant image)"
         return np.clip((x - lo) / (hi - lo), 0, 1).astype(np.float32), "0.5-99.5 percentile stretch"
     if mode == "equalize":
+        from skimage import exposure
+
         out = np.stack([exposure.equalize_adapthist(x[..., c], clip_limit=0.01) for c in range(x.shape[2])], -1)
         return out.astype(np.float32), "CLAHE (clip limit 0.01)"
     return x, "none"

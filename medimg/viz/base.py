@@ -15,7 +15,6 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
-from sklearn import metrics as skm
 
 __all__ = [
     "RELATIVE_SCALE_TITLE",
@@ -276,6 +275,8 @@ def roc_figure(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"),
                              name="chance", hoverinfo="skip"))
     aucs = []
+    from sklearn import metrics as skm  # imported when a curve is drawn: keeps the first page light
+
     for c in _one_vs_rest(labels, positive_label, probs.shape[1]):
         y, s = _binary_target(y_true, probs, c)
         if y.all() or not y.any():
@@ -312,6 +313,8 @@ def pr_figure(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
     """
     probs = np.asarray(probs, dtype=np.float64)
     fig = go.Figure()
+    from sklearn import metrics as skm  # imported when a curve is drawn: keeps the first page light
+
     for c in _one_vs_rest(labels, positive_label, probs.shape[1]):
         y, s = _binary_target(y_true, probs, c)
         if not y.any():

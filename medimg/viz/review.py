@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from sklearn import metrics as skm
 
 from medimg.viz.base import _MARGIN, _TEMPLATE, _png_data_uri, roc_figure, to_uint8
 
@@ -174,6 +173,8 @@ def operating_point_figure(y_true: np.ndarray, probs: np.ndarray, labels: Sequen
     """
     y = np.asarray(y_true) == positive_label
     s = np.asarray(probs, dtype=np.float64)[:, positive_label]
+    from sklearn import metrics as skm  # imported when a curve is drawn: keeps the first page light
+
     fpr, tpr, _ = skm.roc_curve(y, s)
     prec, rec, _ = skm.precision_recall_curve(y, s)
     auc, ap = skm.auc(fpr, tpr), skm.average_precision_score(y, s)
