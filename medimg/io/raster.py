@@ -33,7 +33,7 @@ MAX_PIXELS = 40_000_000
 #: Largest rows x columns x output channels (the float32 result is 4 bytes per value: 160 MB). Colour images
 #: are therefore limited to about 13 MP.
 MAX_DECODED_VALUES = 40_000_000
-#: Largest number of frames a multi-page file may declare.
+#: Largest number of frames a file may declare: multi-page TIFF/GIF and DICOM Number of Frames (0028,0008) alike.
 MAX_FRAMES = 2_000
 #: Largest number of pixels decoded to reach a frame of an animated GIF/PNG (earlier frames are composited).
 MAX_SEEK_PIXELS = 200_000_000

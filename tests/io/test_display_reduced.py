@@ -46,3 +46,11 @@ def test_viewer_renders_at_screen_size_with_overlays_subsampled() -> None:
     rgb = render(img, ViewerSettings(window=img.default_window, invert=False, overlays=True), max_side=512)
     assert rgb.shape == (512, 256, 3) and rgb.dtype == np.uint8
     assert rgb[:, :, 0].max() > 0 and np.argwhere(rgb.any(axis=2))[0][0] == 250
+
+
+def test_one_frame_limit_for_every_format() -> None:
+    """MAX_FRAMES has one value: the DICOM reader uses the raster limit itself."""
+    from medimg.io import dicom, raster
+    from medimg.io.dicom import reading
+
+    assert reading.MAX_FRAMES is raster.MAX_FRAMES and dicom.MAX_FRAMES == raster.MAX_FRAMES

@@ -23,7 +23,7 @@ from pydicom.uid import UID
 from medimg.errors import CompressionNotSupportedError, ImageTooLargeError, UnsupportedFormatError
 from medimg.io.dicom.common import _corrupt
 from medimg.io.metadata import clean_text
-from medimg.io.raster import MAX_DECODED_VALUES, MAX_PIXELS
+from medimg.io.raster import MAX_DECODED_VALUES, MAX_FRAMES, MAX_PIXELS
 from medimg.io.sniff import looks_like_raw_dicom
 
 #: Transfer syntaxes (0002,0010) decoded, UID -> (name, lossy). Anything else is refused before decoding.
@@ -53,8 +53,6 @@ MAX_DECODED_BYTES = 512 * 2**20
 MAX_INFLATED_BYTES = 128 * 2**20
 #: Largest inflated header (everything before the pixel data) of a deflated data set, in bytes.
 _MAX_DEFLATED_HEADER = 16 * 2**20
-#: Largest Number of Frames (0028,0008) accepted.
-MAX_FRAMES = 10_000
 #: Most data elements (all nesting depths) before the pixel data: bounds pydicom's parse time on hostile files.
 _MAX_ELEMENTS = 100_000
 #: Most items in encapsulated pixel data (Basic Offset Table + fragments) walked before decoding.
