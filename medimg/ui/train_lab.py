@@ -21,8 +21,8 @@ How it runs on a shared server
 
 Why not :func:`medimg.training.loop.train`: it writes weights, spec, report and checkpoints to disk and runs to the
 end without a way to stream epochs or stop. The lab's loop (:func:`train_lab_model`) reuses its pieces instead:
-the task loaders, :class:`medimg.training.data.AugmentedDataset` and :class:`~medimg.training.data.GlobalBatchSampler`,
-the registry's :class:`medimg.models.SmallCNN`, the class-weighted cross-entropy, and
+the task loaders, :class:`medimg.training.data.GlobalBatchSampler` (seeded batches), the registry's
+:class:`medimg.models.SmallCNN`, the class-weighted cross-entropy, and
 :func:`medimg.evaluate.compute_metrics`; the optimiser is plain Adam (Kingma & Ba 2015), as the lesson teaches
 (the CLI uses AdamW with a cosine schedule). This is the only serving-side module that imports
 ``medimg.training``, and only inside functions.
@@ -34,6 +34,7 @@ process (:data:`_DATA`, :data:`_BASELINES`) so a second run starts at once.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -247,17 +248,42 @@ def _first(arrays: Any, limit: int | None) -> Any:
     return SplitArrays(arrays.x[:limit], arrays.y[:limit], arrays.labels, list(arrays.ids[:limit]))
 
 
-def _augmentation(config: LabConfig) -> Any:
-    from torchvision.transforms import v2
+def augment_batch(x: Any, config: LabConfig, generator: Any) -> Any:
+    """The chosen augmentations of one batch, a different random draw per image, in one resampling pass.
 
-    steps: list[Any] = []
-    if config.flip:
-        steps.append(v2.RandomHorizontalFlip())
-    if config.rotation:
-        steps.append(v2.RandomRotation(10))
-    if config.crop:
-        steps.append(v2.RandomResizedCrop(SIZE, scale=(0.85, 1.0), ratio=(0.9, 1.1), antialias=True))
-    return v2.Compose(steps) if steps else None
+    Parameters
+    ----------
+    x : (N, C, H, W) float32 tensor in [0, 1]
+        Training images (before normalisation); not modified.
+    config : LabConfig
+        ``flip``: mirror left-right with probability 1/2; ``rotation``: rotate by an angle uniform in
+        [-10, 10] degrees; ``crop``: keep a random square region of 85-100 % of the area, resized back.
+    generator : torch.Generator
+        The draws (seeded per epoch: the same run gives the same batches).
+
+    Returns
+    -------
+    (N, C, H, W) float32 tensor in [0, 1]
+        ``x`` itself when no augmentation is chosen. One affine warp per image (``affine_grid`` +
+        bilinear ``grid_sample``, zeros outside the image, as torchvision's rotation fills): per-image
+        torchvision transforms cost ~3 ms per 28 px image on a CPU core, several times the training step.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not config.augmentations:
+        return x
+    n = x.shape[0]
+    u = torch.rand((n, 4), generator=generator)
+    angle = (u[:, 0] * 2 - 1) * math.radians(10) if config.rotation else torch.zeros(n)
+    scale = torch.sqrt(0.85 + 0.15 * u[:, 1]) if config.crop else torch.ones(n)
+    shift = (u[:, 2:] * 2 - 1) * (1 - scale)[:, None] if config.crop else torch.zeros(n, 2)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if config.flip else torch.ones(n)
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)  # (N, 2, 3): output -> input coords
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0.0, 1.0)
 
 
 def _evaluate(model: Any, x: Any, y: Any, pp: Any, weight: Any, batch: int = 512) -> tuple[float, float, np.ndarray]:
@@ -313,12 +339,11 @@ def train_lab_model(config: LabConfig, on_epoch: Callable[[dict[str, float]], No
     """
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import DataLoader
 
     from medimg.evaluate import compute_metrics
     from medimg.explain.teaching import first_layer_filters
     from medimg.models import SmallCNN
-    from medimg.training.data import AugmentedDataset, GlobalBatchSampler
+    from medimg.training.data import GlobalBatchSampler
 
     stop = should_stop or (lambda: False)
     if on_phase:
@@ -331,9 +356,9 @@ def train_lab_model(config: LabConfig, on_epoch: Callable[[dict[str, float]], No
     model = SmallCNN(pp.in_chans, k, width=config.width, depth=config.depth, kernel_size=config.kernel)
     counts = torch.bincount(tr.y, minlength=k).float()
     weight = counts.sum() / (k * counts.clamp(min=1))  # inverse class frequency, as the CLI's training
-    dataset = AugmentedDataset(tr, pp, _augmentation(config), seed=config.seed)
-    sampler = GlobalBatchSampler(len(dataset), min(config.batch_size, len(dataset)), config.seed)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0)
+    mean = torch.tensor(pp.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(pp.std, dtype=torch.float32).view(1, -1, 1, 1)
+    sampler = GlobalBatchSampler(len(tr.y), min(config.batch_size, len(tr.y)), config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     if on_phase:
         on_phase("training")
@@ -341,13 +366,16 @@ def train_lab_model(config: LabConfig, on_epoch: Callable[[dict[str, float]], No
     done = 0
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        dataset.set_epoch(epoch)
         sampler.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         model.train()
         loss_sum, correct, seen = 0.0, 0, 0
-        for b, (xb, yb) in enumerate(loader, start=1):
+        n_batches = len(sampler)
+        for b, idx in enumerate(sampler, start=1):
             if stop():
                 break
+            xb = (augment_batch(tr.x[idx], config, gen) - mean) / std
+            yb = tr.y[idx]
             logits = model(xb)
             loss = F.cross_entropy(logits, yb, weight=weight)
             opt.zero_grad(set_to_none=True)
@@ -357,7 +385,7 @@ def train_lab_model(config: LabConfig, on_epoch: Callable[[dict[str, float]], No
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(yb)
             if on_batch:
-                on_batch(epoch, b, len(loader))
+                on_batch(epoch, b, n_batches)
         else:
             val_loss, val_acc, _ = _evaluate(model, va.x, va.y, pp, weight)
             epoch_s.append(time.perf_counter() - t0)
@@ -521,6 +549,11 @@ class LabJob:
                 pass
         return time.monotonic() - self.last_seen < IDLE_CANCEL_S
 
+    def _abandoned(self) -> bool:
+        """Nobody will look at this run any more: its session ended or it was replaced by a new run."""
+        self._should_stop()
+        return self.stop_reason in ("the session ended", "a new run was started")
+
     def _should_stop(self) -> bool:
         if self._stop.is_set():
             return True
@@ -597,10 +630,10 @@ class LabServer:
                                             should_stop=job._should_stop, on_phase=lambda s: job._set(state=s))
             job._set(model=model, result=result)
             stopped = job._stop.is_set()
-            if not stopped:
+            if not job._abandoned():  # a run the user stopped is still tested and compared
                 job._set(state="comparing")
                 self._compare(job, result)
-            job._set(state="stopped" if job._stop.is_set() else "done", finished=time.monotonic())
+            job._set(state="stopped" if stopped or job._stop.is_set() else "done", finished=time.monotonic())
         except _Stopped:
             job._set(state="stopped", finished=time.monotonic())
         except Exception as err:  # noqa: BLE001 - shown as a safe message, logged without data
@@ -623,7 +656,7 @@ class LabServer:
         except Exception:  # noqa: BLE001
             log.exception("shipped-model comparison failed")
             result.notes.append("The shipped model could not be evaluated on this split.")
-        if job._should_stop():
+        if job._abandoned():
             return
         try:
             result.baseline = hog_svm_baseline(cfg)
@@ -658,6 +691,31 @@ def session_job() -> LabJob | None:
     return None
 
 
+def _warm_imports() -> None:
+    """Import everything the worker needs, here in the script thread, before the worker starts.
+
+    A module imported in a worker thread is briefly visible half-initialised to other threads; plotly looks up
+    optional modules (pandas) through ``sys.modules`` while building figures, and failed on a half-imported
+    pandas when a run started. After the first run these imports cost nothing.
+    """
+    import pandas  # noqa: F401
+    import torch  # noqa: F401
+    import torchvision.transforms.v2  # noqa: F401
+
+    import medimg.evaluate  # noqa: F401
+    import medimg.explain.teaching  # noqa: F401
+    import medimg.models  # noqa: F401
+    import medimg.predict  # noqa: F401
+    import medimg.training.baselines  # noqa: F401
+    import medimg.training.data  # noqa: F401
+    import medimg.training.tasks  # noqa: F401
+
+    try:
+        import medmnist  # noqa: F401
+    except ImportError:  # pragma: no cover - the loader reports it
+        pass
+
+
 def start(config: LabConfig) -> LabJob:
     """Start a run for this session (its previous run is stopped).
 
@@ -666,6 +724,8 @@ def start(config: LabConfig) -> LabJob:
     BusyError
         The server's training capacity and queue are full.
     """
+    with st.spinner("Preparing the training code ..."):
+        _warm_imports()
     job = lab_server().submit(config, _session_id())
     st.session_state[JOB_KEY] = job
     return job

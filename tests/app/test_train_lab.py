@@ -95,7 +95,7 @@ def test_one_short_epoch_on_a_tiny_subset(make_app) -> None:
 
 def test_stop_button_stops_the_run(make_app) -> None:
     at = make_app(PAGE).run()
-    _form(at, epochs=30, limit=2000, batch=16)
+    _form(at, epochs=30, limit=600, batch=16)
     job = at.session_state[tl.JOB_KEY]
     _wait(job, ("training",))
     while job.progress[1] < 2:  # a few batches in
@@ -108,6 +108,9 @@ def test_stop_button_stops_the_run(make_app) -> None:
     assert len(job.history) < 30
     assert_clean(at)
     assert any("Stopped (stopped by the user)" in p.proto.text for p in at.get("progress"))
+    if job.history:  # stopped after an epoch: still tested and compared
+        assert list(at.dataframe[-1].value["Model"])[:2] == ["this small CNN", job.result.baseline and
+                                                             f"HOG + SVM (C = {job.result.baseline['C']:g})"]
 
 
 def test_busy_message_beyond_capacity(make_app, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,3 +195,33 @@ def test_train_lab_model_streams_epochs_and_uses_the_chosen_network() -> None:
     with pytest.raises(tl._Stopped):
         tl.train_lab_model(cfg, should_stop=lambda: True)
     assert os.environ.get("MEDIMG_LAB_WORKERS") is None or tl.MAX_WORKERS >= 1
+
+
+def test_augment_batch() -> None:
+    x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    before = x.clone()
+    assert tl.augment_batch(x, tl.LabConfig(), torch.Generator()) is x  # nothing chosen: untouched
+    flipped = tl.augment_batch(x, tl.LabConfig(flip=True), torch.Generator().manual_seed(1))
+    same = [torch.allclose(flipped[i], x[i], atol=1e-5) for i in range(32)]
+    mirrored = [torch.allclose(flipped[i], x[i].flip(-1), atol=1e-5) for i in range(32)]
+    assert all(a or b for a, b in zip(same, mirrored, strict=True)) and 4 < sum(same) < 28  # per image, ~half
+    cfg = tl.LabConfig(flip=True, rotation=True, crop=True)
+    a = tl.augment_batch(x, cfg, torch.Generator().manual_seed(2))
+    b = tl.augment_batch(x, cfg, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and a.shape == x.shape and 0 <= float(a.min()) and float(a.max()) <= 1
+    assert not torch.allclose(a, x, atol=1e-3)
+    torch.testing.assert_close(x, before)  # not modified
+
+
+def test_a_run_stopped_after_an_epoch_is_still_tested_and_compared() -> None:
+    server = tl.LabServer(workers=1, queued=0, threads=1)
+    job = server.submit(tl.LabConfig(epochs=30, limit=128, batch_size=16, width=4), "stopper")
+    deadline = time.monotonic() + 60
+    while not job.history:
+        assert time.monotonic() < deadline
+        job.touch()
+        time.sleep(0.02)
+    job.stop()
+    _wait(job, ("stopped",))
+    assert 1 <= job.result.epochs < 30 and job.result.metrics["n"] == 128
+    assert job.result.baseline is not None and job.result.baseline["metrics"]["n"] == 128
