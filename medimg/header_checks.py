@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover - annotations only: the spec module may move, its public name stays
-    from medimg import MedicalImage, ModelSpec
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from medimg.io.image import MedicalImage
+    from medimg.spec import ModelSpec
+
 
 __all__ = ["HeaderCheck", "Population", "POPULATIONS", "FRONTAL_VIEWS", "population_of", "check_header",
            "header_fit", "suggest_model"]
