@@ -68,7 +68,7 @@ with cm_col:
                           help="Divide each row by its total: the diagonal becomes each class's recall.")
     cm = ui.dashboard.confusion_matrix_at(report, y_pred)
     cell = ui.dashboard.selected_cell(option)
-    event = st.plotly_chart(ui.viz.confusion_matrix_figure(cm, report.labels, normalize=normalise, selected=cell),
+    event = st.plotly_chart(ui.viz.confusion_matrix_figure(cm, report.labels, normalise=normalise, selected=cell),
                             key="cm", on_select="rerun", selection_mode="points")
     clicked = ui.viz.cell_from_selection(event)
     if clicked is not None and clicked != cell:

@@ -14,7 +14,7 @@ Main entry points
 - :func:`cam` -> :class:`CamResult` (``heatmap`` (H, W) at the model input size, ``heatmap_original(shape)``)
 - :func:`cam_batch` (N, H, W) for evaluation, :func:`global_vmax` for a global scale
 - :func:`overlay` (H, W, 3) colour blend, :func:`colormap_lut`
-- :func:`deletion_insertion`, :func:`randomization_sanity` for reviewers; :func:`method_grid` (every method on
+- :func:`deletion_insertion`, :func:`randomisation_sanity` for reviewers; :func:`method_grid` (every method on
   one image from one shared pass, with empty maps, coinciding methods and the map's grid reported),
   :func:`cam_layers`, :func:`faithfulness` (deletion/insertion beside random maps), :func:`sanity_check`
   (cascading randomisation with a verdict), :func:`mask_localisation` (pointing game over a split's masks)
@@ -40,8 +40,8 @@ from medimg.explain.faithfulness import (
     Sanity,
     deletion_insertion,
     faithfulness,
-    randomization_sanity,
-    randomized_copy,
+    randomisation_sanity,
+    randomised_copy,
     sanity_check,
     spearman,
 )
@@ -79,7 +79,7 @@ __all__ = ["METHODS", "METHOD_LABELS", "CLASS_AGNOSTIC", "method_label", "is_emp
            "GridMap", "LayerOption", "MethodGrid", "cam_layers", "grid_vmax", "method_grid", "Faithfulness",
            "faithfulness", "Sanity", "sanity_check", "SANITY_FAIL_RHO", "CaseError", "LocalisationReview",
            "case_inputs", "cases_available", "has_masks", "load_case", "mask_localisation", "CamResult", "cam", "cam_batch", "global_vmax", "overlay", "colormap_lut", "to_original",
-           "method_name", "deletion_insertion", "randomization_sanity", "randomized_copy", "spearman",
+           "method_name", "deletion_insertion", "randomisation_sanity", "randomised_copy", "spearman",
            "feature_maps", "first_layer_filters", "layer_names", "occlusion", "occlude", "channel_order", "layer_table",
            "LayerRow", "stage_layers", "stage_cams", "StageCam", "what_if", "WhatIf", "hook_count", "replica_pool",
            "ReplicaPool", "ExplainError", "BusyError"]

@@ -27,7 +27,7 @@ from medimg.explain.maps import (
 from medimg.explain.replicas import ExplainError, as_model
 from medimg.preprocess import normalise
 
-__all__ = ["deletion_insertion", "randomization_sanity", "randomized_copy", "spearman", "Faithfulness",
+__all__ = ["deletion_insertion", "randomisation_sanity", "randomised_copy", "spearman", "Faithfulness",
            "faithfulness", "Sanity", "sanity_check", "SANITY_FAIL_RHO"]
 
 #: Rank correlation with the randomised model's map at or above which a map fails the sanity check.
@@ -146,7 +146,7 @@ def _execution_order(model: nn.Module, x: torch.Tensor) -> list[str]:
     return order
 
 
-def randomized_copy(model: Any, layer: str, x: np.ndarray, mode: str = "cascading", seed: int = 0) -> nn.Module:
+def randomised_copy(model: Any, layer: str, x: np.ndarray, mode: str = "cascading", seed: int = 0) -> nn.Module:
     """A private copy of ``model`` with its top layers' parameters randomised (Adebayo et al. 2018).
 
     Parameters
@@ -194,7 +194,7 @@ def randomized_copy(model: Any, layer: str, x: np.ndarray, mode: str = "cascadin
     return rep
 
 
-def randomization_sanity(predictor: Any, preprocessed: Any, method: str = "gradcam",
+def randomisation_sanity(predictor: Any, preprocessed: Any, method: str = "gradcam",
                          target: int | str | None = None, mode: str = "cascading", seed: int = 0,
                          layer: str | None = None) -> float:
     """Model-parameter randomisation test (Adebayo et al. 2018): similarity of the trained model's map and the
@@ -211,7 +211,7 @@ def randomization_sanity(predictor: Any, preprocessed: Any, method: str = "gradc
     target : int or str, optional
         Class; default the trained model's prediction (the same class is explained on both networks).
     mode : {"cascading", "top"}
-        See :func:`randomized_copy`.
+        See :func:`randomised_copy`.
     seed : int
     layer : str, optional
         CAM layer; default the spec's.
@@ -236,7 +236,7 @@ def randomization_sanity(predictor: Any, preprocessed: Any, method: str = "gradc
     trained = cam(predictor, preprocessed, target=target, method=m, layer=layer)
     x = _model_input(preprocessed)[None]
     layer = layer or cam_layer_of(predictor.spec)
-    rand = randomized_copy(predictor, layer, x, mode=mode, seed=seed)
+    rand = randomised_copy(predictor, layer, x, mode=mode, seed=seed)
     temperature = predictor.spec.temperature
     maps, _, _ = raw_maps(rand, layer, x, [trained.target_index], m,
                           lambda lg: int(predictor.decide(_softmax(lg, temperature))))
@@ -398,7 +398,7 @@ class Sanity:
     rho : float in [-1, 1] or NaN
         Spearman rank correlation between the trained model's map and the randomised model's map; NaN when the
         trained map is empty (nothing to compare).
-    randomized : (H, W) float32 ndarray in [0, 1]
+    randomised : (H, W) float32 ndarray in [0, 1]
         The randomised model's map (min-max scaled), for display.
     """
 
@@ -406,7 +406,7 @@ class Sanity:
     layer: str
     mode: str
     rho: float
-    randomized: np.ndarray
+    randomised: np.ndarray
 
     @property
     def passed(self) -> bool | None:
@@ -442,7 +442,7 @@ def sanity_check(predictor: Any, preprocessed: Any, method: str = "gradcam", tar
     layer : str, optional
         CAM layer; default the spec's.
     mode : {"cascading", "top"}
-        See :func:`randomized_copy`.
+        See :func:`randomised_copy`.
     seed : int
     trained : (H, W) ndarray, optional
         The trained model's map when already computed (e.g. by the method grid); computed otherwise.
@@ -469,7 +469,7 @@ def sanity_check(predictor: Any, preprocessed: Any, method: str = "gradcam", tar
         c = cam(predictor, preprocessed, target=t, method=m, layer=layer_name)
         t = c.target_index
         trained = None if c.empty else c.heatmap
-    rand = randomized_copy(predictor, layer_name, x, mode=mode, seed=seed)
+    rand = randomised_copy(predictor, layer_name, x, mode=mode, seed=seed)
     temperature = predictor.spec.temperature
     maps, _, _ = raw_maps(rand, layer_name, x, [t], m, lambda lg: int(predictor.decide(_softmax(lg, temperature))))
     rmap = _scale(maps, "relative", None)[0]

@@ -453,7 +453,7 @@ def show_checks(option: ModelOption, lab: LabImage, grid: MethodGrid, method: st
         st.plotly_chart(deletion_insertion_figure(f.curves, f"{label} for {grid.target_label}: deletion and insertion"),
                         key="lab-curves")
         st.plotly_chart(method_grid_figure(lab.prediction.preprocessed.image,
-                                           {"trained": gm.heatmap, "randomised": s.randomized},
+                                           {"trained": gm.heatmap, "randomised": s.randomised},
                                            {"trained": f"{label}: trained model",
                                             "randomised": f"{label}: layers down to {layer} randomised"},
                                            cols=2, tile_px=300), key="lab-sanity-maps")

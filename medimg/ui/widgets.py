@@ -237,7 +237,7 @@ def _displayable(step_image: np.ndarray, name: str) -> np.ndarray:
 
 
 def _letterbox(u8: np.ndarray, fill: int = 251) -> np.ndarray:
-    """Pad a uint8 image to a square with the page's background grey, so step thumbnails line up."""
+    """Pad a uint8 image to a square with the page's background gray, so step thumbnails line up."""
     rows, cols = u8.shape[:2]
     side = max(rows, cols)
     out = np.full((side, side) + u8.shape[2:], fill, dtype=np.uint8)

@@ -185,7 +185,7 @@ def probability_bars(probabilities: Mapping[str, float], highlight: str | None =
 
 
 def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[str],
-                            normalize: bool = False, clickable: bool = True,
+                            normalise: bool = False, clickable: bool = True,
                             selected: tuple[int, int] | None = None) -> go.Figure:
     """Confusion matrix heat map, rows = true label, columns = predicted label.
 
@@ -193,7 +193,7 @@ def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: 
     ----------
     cm : (K, K) array-like of counts
     labels : sequence of K str
-    normalize : bool
+    normalise : bool
         Show each row divided by its total (the per-class recall on the diagonal) instead of counts.
     clickable : bool
         Add one transparent marker per cell (trace ``"cells"``, ``customdata`` = [true index, predicted index])
@@ -209,7 +209,7 @@ def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: 
     """
     counts = np.asarray(cm, dtype=np.float64)
     k = counts.shape[0]
-    if normalize:
+    if normalise:
         totals = counts.sum(axis=1, keepdims=True)
         z = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
         text = [[f"{z[i, j]:.1%}<br>({int(counts[i, j])})" for j in range(z.shape[1])] for i in range(z.shape[0])]
@@ -219,7 +219,7 @@ def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: 
         text = [[f"{int(counts[i, j])}" for j in range(z.shape[1])] for i in range(z.shape[0])]
         ztitle = "images"
     fig = go.Figure(go.Heatmap(z=z, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
-                               colorscale="Blues", zmin=0, zmax=1 if normalize else None,
+                               colorscale="Blues", zmin=0, zmax=1 if normalise else None,
                                colorbar=dict(title=ztitle),
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
     if clickable:
@@ -234,7 +234,7 @@ def confusion_matrix_figure(cm: Sequence[Sequence[float]] | np.ndarray, labels: 
         fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, line=dict(color="#d9822b", width=4))
     fig.update_layout(xaxis=dict(title="predicted", side="bottom"), yaxis=dict(title="true", autorange="reversed"),
                       margin=_MARGIN, template=_TEMPLATE, height=380, clickmode="event+select",
-                      title="Confusion matrix" + (" (row-normalised)" if normalize else " (counts)")
+                      title="Confusion matrix" + (" (row-normalised)" if normalise else " (counts)")
                       + (": click a cell" if clickable else ""))
     return fig
 

@@ -67,10 +67,10 @@ def test_confusion_matrix_counts_and_normalised() -> None:
     cm = [[8, 2], [1, 9]]
     counts = viz.confusion_matrix_figure(cm, ["a", "b"])
     np.testing.assert_array_equal(np.asarray(counts.data[0].z), [[8, 2], [1, 9]])
-    norm = viz.confusion_matrix_figure(cm, ["a", "b"], normalize=True)
+    norm = viz.confusion_matrix_figure(cm, ["a", "b"], normalise=True)
     np.testing.assert_allclose(np.asarray(norm.data[0].z), [[0.8, 0.2], [0.1, 0.9]])
     assert cm == [[8, 2], [1, 9]]
-    empty_row = viz.confusion_matrix_figure([[0, 0], [1, 1]], ["a", "b"], normalize=True)
+    empty_row = viz.confusion_matrix_figure([[0, 0], [1, 1]], ["a", "b"], normalise=True)
     assert np.isfinite(np.asarray(empty_row.data[0].z)).all()
 
 

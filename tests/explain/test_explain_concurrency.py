@@ -67,7 +67,7 @@ def test_many_calls_leave_shared_model_untouched(fresh_predictor, images) -> Non
         ex.cam(pred, p, target=i % 2, method=methods[i % len(methods)])
     ex.feature_maps(pred, pres[0], "features.conv2")
     ex.occlusion(pred, pres[0], patch=32, stride=32)
-    ex.randomization_sanity(pred, pres[0])
+    ex.randomisation_sanity(pred, pres[0])
     _assert_untouched(pred.model, before)
     assert [p.requires_grad for p in pred.model.parameters()] == req
     assert ex.replica_pool(pred).created <= ex.replica_pool(pred).max_replicas
@@ -149,7 +149,7 @@ def test_cam_inside_inference_mode(fresh_predictor, images) -> None:
     pre = make_pre(images[1], fresh_predictor.spec.preprocess)
     with torch.inference_mode():
         inside = ex.cam(fresh_predictor, pre, target=1).heatmap
-        ex.randomization_sanity(fresh_predictor, pre)
+        ex.randomisation_sanity(fresh_predictor, pre)
     np.testing.assert_array_equal(inside, ex.cam(fresh_predictor, pre, target=1).heatmap)
 
 

@@ -45,7 +45,7 @@ def test_cam_on_a_real_chest_xray(shipped_predictor, shared_data: Path) -> None:
 def test_sanity_and_faithfulness_on_a_real_chest_xray(shipped_predictor, shared_data: Path) -> None:
     pred = shipped_predictor.predict(load_image(_pneumonia_jpeg(shared_data)))
     r = ex.cam(shipped_predictor, pred.preprocessed)
-    rho = ex.randomization_sanity(shipped_predictor, pred.preprocessed, method="gradcam")
+    rho = ex.randomisation_sanity(shipped_predictor, pred.preprocessed, method="gradcam")
     assert rho < 0.9, f"Grad-CAM barely changes when the top layers are randomised (rho={rho:.2f})"
     di = ex.deletion_insertion(shipped_predictor, pred.preprocessed, r, steps=10)
     assert np.isfinite(di["deletion_auc"]) and np.isfinite(di["insertion_auc"])

@@ -25,22 +25,22 @@ def test_randomisation_sanity_check(planted) -> None:
     randomised; Eigen-CAM (class-agnostic, driven by the activations of lower layers) barely changes, which is
     what the check exists to reveal."""
     pres = [pre for pre, _ in planted.positives(6)]
-    grad = [ex.randomization_sanity(planted.predictor, p, method="gradcam", target=1) for p in pres]
-    eigen = [ex.randomization_sanity(planted.predictor, p, method="eigencam", target=1) for p in pres]
+    grad = [ex.randomisation_sanity(planted.predictor, p, method="gradcam", target=1) for p in pres]
+    eigen = [ex.randomisation_sanity(planted.predictor, p, method="eigencam", target=1) for p in pres]
     assert np.median(grad) < 0.5 and max(grad) < 0.7, grad
     assert np.median(eigen) > 0.8, eigen
-    top = ex.randomization_sanity(planted.predictor, pres[0], method="gradcam", mode="top")
+    top = ex.randomisation_sanity(planted.predictor, pres[0], method="gradcam", mode="top")
     assert -1 <= top <= 1
     with pytest.raises(ex.ExplainError, match="mode"):
-        ex.randomization_sanity(planted.predictor, pres[0], mode="bottom")
+        ex.randomisation_sanity(planted.predictor, pres[0], mode="bottom")
 
 
-def test_randomized_copy_changes_only_the_chosen_layers(planted) -> None:
+def test_randomised_copy_changes_only_the_chosen_layers(planted) -> None:
     model = planted.predictor.model
     x = planted.positives(1)[0][0].model_input[None]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    casc = ex.randomized_copy(planted.predictor, "features.conv3", x, mode="cascading")
-    top = ex.randomized_copy(planted.predictor, "features.conv3", x, mode="top")
+    casc = ex.randomised_copy(planted.predictor, "features.conv3", x, mode="cascading")
+    top = ex.randomised_copy(planted.predictor, "features.conv3", x, mode="top")
     changed = {k for k, v in casc.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"features.conv3.weight", "features.conv3.bias", "classifier.1.weight", "classifier.1.bias",
                        "classifier.4.weight", "classifier.4.bias"}

@@ -167,13 +167,13 @@ def test_sanity_verdicts(planted, gapnet: Predictor, image: np.ndarray) -> None:
     pre, _ = planted.positives(1)[0]
     s = ex.sanity_check(planted.predictor, pre, "gradcam", target="square")
     assert s.passed is not None and -1.0 <= s.rho <= 1.0
-    assert s.randomized.shape == (32, 32)
+    assert s.randomised.shape == (32, 32)
     assert ("barely depends on the trained weights" in s.verdict) == (not s.passed)
     # an empty trained map has nothing to compare
     e = ex.sanity_check(gapnet, make_pre(image, CONFIG), "gradcam", target="normal", layer="features")
     assert e.passed is None and np.isnan(e.rho) and "Not applicable" in e.verdict
     # a map identical to the randomised one fails with the reviewer's sentence
-    fail = ex.Sanity("gradcam", "layer4", "cascading", 0.93, s.randomized)
+    fail = ex.Sanity("gradcam", "layer4", "cascading", 0.93, s.randomised)
     assert fail.passed is False and "this map barely depends on the trained weights" in fail.verdict
 
 
