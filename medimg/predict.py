@@ -279,7 +279,7 @@ class Predictor:
         (see :meth:`tta_view_logits`)."""
         return softmax(self.tta_view_logits(model_input), self.spec.temperature)
 
-    def predict(self, image: MedicalImage, window: Window | None = None, tta: bool = True) -> Prediction:
+    def predict(self, image: MedicalImage, window: Window | None = None, tta: bool = False) -> Prediction:
         """Preprocess, run the network and the applicability gate for one image.
 
         Parameters
@@ -289,7 +289,8 @@ class Predictor:
             Display window to use instead of the spec's (changes what the network sees).
         tta : bool
             Also run the spec's test-time augmentation views and report their spread as
-            :attr:`Prediction.uncertainty` (one extra batched forward pass of ``len(spec.tta)`` views).
+            :attr:`Prediction.uncertainty` (one batched forward pass of ``len(spec.tta)`` views instead of one
+            view). Off by default: ask for it where the stability is shown (the Analyze page does).
 
         Returns
         -------

@@ -115,17 +115,19 @@ def _image(left_bright: bool) -> MedicalImage:
 
 def test_predictor_reports_tta_spread_and_keeps_single_view_probs() -> None:
     views = views_for_modality("microscopy")
-    stable = Predictor(_Pooled(), _spec(views), "cpu").predict(_image(True))
+    stable = Predictor(_Pooled(), _spec(views), "cpu").predict(_image(True), tta=True)
     assert stable.uncertainty is not None and stable.uncertainty.views == views
     assert stable.uncertainty.agreement == 1.0 and stable.uncertainty.max_std < 1e-6
     np.testing.assert_allclose(stable.uncertainty.mean_probs, stable.probs, atol=1e-6)
 
-    flipping = Predictor(_LeftHalf(), _spec(("identity", "hflip")), "cpu").predict(_image(True))
+    flipping = Predictor(_LeftHalf(), _spec(("identity", "hflip")), "cpu").predict(_image(True), tta=True)
     u = flipping.uncertainty
     assert u is not None and u.agreement == 0.5 and u.is_unstable()
     assert flipping.label == "a" and flipping.probs[0] > 0.99  # the reported probs are the identity view's
     assert Predictor(_LeftHalf(), _spec(("identity", "hflip")), "cpu").predict(_image(True), tta=False).uncertainty is None
-    assert Predictor(_LeftHalf(), _spec(()), "cpu").predict(_image(True)).uncertainty is None
+    assert Predictor(_LeftHalf(), _spec(()), "cpu").predict(_image(True), tta=True).uncertainty is None
+    # TTA costs a batch of views: it runs only when asked for (where its answer is shown)
+    assert Predictor(_LeftHalf(), _spec(("identity", "hflip")), "cpu").predict(_image(True)).uncertainty is None
 
 
 def test_tta_logits_batched_equals_per_view_loop() -> None:

@@ -160,7 +160,7 @@ def predict(upload: Upload, option: ModelOption, image: MedicalImage, window: Wi
 
     def run() -> Prediction:
         with compute_slot():
-            return predictor.predict(image, window=window)
+            return predictor.predict(image, window=window, tta=True)  # the page shows the stability
 
     return _cached(upload.upload_id, "prediction",
                    (str(option.path), image.frame_index, window_key(window)), run)
