@@ -316,3 +316,17 @@ def test_real_dicoms_at_64px(tmp_path: Path) -> None:
     x = out.x.numpy()
     assert np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0 and x.std() > 0.01
     assert out.y.tolist() == [1 if i % 2 == 0 else 0 for i in range(len(files))]
+
+
+def test_medmnist_split_honours_limit(shared_data: Path) -> None:
+    """``limit`` takes evenly spaced images of a MedMNIST split (ids are the official indices), as for folders."""
+    from medimg.spec import PreprocessConfig
+    from medimg.training.tasks import load_task_split
+
+    cfg = PreprocessConfig(input_size=(28, 28), in_chans=1, mean=(0.5,), std=(0.25,))
+    full = load_task_split("breastmnist", "val", cfg)
+    part = load_task_split("breastmnist", "val", cfg, limit=10)
+    assert len(part.y) == 10 and part.x.shape == (10, 1, 28, 28)
+    idx = [int(i) for i in part.ids]
+    assert idx == sorted(idx) and idx[0] == 0 and idx[-1] > len(full.y) // 2
+    assert part.y.tolist() == full.y[idx].tolist()

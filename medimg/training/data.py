@@ -98,7 +98,8 @@ def load_manifest_split(folder: str | Path, split: str, config: PreprocessConfig
 
 
 def load_medmnist_split(flag: str, split: str, config: PreprocessConfig, size: int = 28,
-                        root: str | Path | None = None, download: bool = False) -> SplitArrays:
+                        root: str | Path | None = None, download: bool | None = None,
+                        limit: int | None = None) -> SplitArrays:
     """Load a MedMNIST split through the ``medmnist`` package and preprocess it.
 
     Parameters
@@ -111,19 +112,32 @@ def load_medmnist_split(flag: str, split: str, config: PreprocessConfig, size: i
         MedMNIST+ image size.
     root : path, optional
         Folder holding the ``.npz``; ``data_root()/medmnist`` by default.
-    download : bool
-        Let ``medmnist`` download the file (needs internet; on a user's machine).
+    download : bool, optional
+        Let ``medmnist`` download (and MD5-check) the file; None (default): only when it is not in ``root`` yet
+        (a user's first run at home downloads it; here the shared copy is read).
+    limit : int, optional
+        At most this many images, evenly spaced through the split (quick checks).
+
+    Returns
+    -------
+    SplitArrays
+        ``x`` (N, C, H, W) float32 in [0, 1]; ids are the indices in the official split.
     """
     import medmnist
 
     info = medmnist.INFO[flag]
     cls = getattr(medmnist, info["python_class"])
     root = Path(root) if root is not None else data_root() / "medmnist"
+    if download is None:
+        download = not (root / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz")).exists()
     ds = cls(split=split, root=str(root), download=download, size=size if size != 28 else None)
     labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
-    images = [preprocess_run(image_from_array(im), config).image for im in ds.imgs]
-    y = torch.as_tensor(np.asarray(ds.labels).reshape(-1), dtype=torch.int64)
-    return SplitArrays(_stack(images), y, labels, [str(i) for i in range(len(images))])
+    index = np.arange(len(ds.imgs))
+    if limit is not None and limit < len(index):
+        index = index[:: len(index) // limit][:limit]
+    images = [preprocess_run(image_from_array(ds.imgs[i]), config).image for i in index]
+    y = torch.as_tensor(np.asarray(ds.labels).reshape(-1)[index], dtype=torch.int64)
+    return SplitArrays(_stack(images), y, labels, [str(int(i)) for i in index])
 
 
 class RandomGamma(torch.nn.Module):

@@ -236,7 +236,7 @@ def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: 
     """
     task = get_task(task_key)
     if task.medmnist_flag:
-        return mdata.load_medmnist_split(task.medmnist_flag, split, config)
+        return mdata.load_medmnist_split(task.medmnist_flag, split, config, limit=limit)
     if task.csv:
         from medimg.training.datasets import load_csv_split
 

@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -71,32 +70,6 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
             pass
         time.sleep(0.5)
     pytest.fail(f"streamlit did not become healthy in {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """``streamlit run app.py`` on a free localhost port with the shipped weights; yields (url, log path)."""
-    if not any(WEIGHTS.glob("*.safetensors")):
-        pytest.skip("shipped weights not present in weights/ (train them with `medimg train`)")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("e2e_server") / "streamlit.log"
-    env = dict(os.environ, MEDIMG_WEIGHTS=str(WEIGHTS), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-           "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
-        yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def _screenshot_dir(tmp_path: Path) -> Path:

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from test_browser import _analyse_in_browser, _browser, _open, _screenshot_dir, server  # noqa: F401 - fixture
+from test_browser import _analyse_in_browser, _browser, _open, _screenshot_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 CANARY = "CANARY_Doe^Jane_0xF00D.dcm"

@@ -8,14 +8,10 @@ otherwise. Set ``MEDIMG_E2E_SCREENSHOTS=/some/folder`` to keep the screenshots.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser import _browser, _free_port, _open, _screenshot_dir, _wait_healthy
+from test_browser import _browser, _open, _screenshot_dir
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = REPO / "weights"
@@ -24,31 +20,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def lab_server(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[tuple[str, Path]]:
-    """``streamlit run app.py`` with the shipped weights; yields (url, log path)."""
+def lab_server(server: tuple[str, Path], shared_data: Path) -> tuple[str, Path]:
+    """The shared e2e server (tests/e2e/conftest.py), when the lab's data and the shipped model are there."""
     if not (WEIGHTS / "pneumoniamnist_resnet10s_28.safetensors").exists():
         pytest.skip("the shipped PneumoniaMNIST model is not in weights/")
     if not (shared_data / "medmnist" / "pneumoniamnist.npz").exists():
         pytest.skip("PneumoniaMNIST is not in the shared data")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("e2e_educator") / "streamlit.log"
-    env = dict(os.environ, MEDIMG_WEIGHTS=str(WEIGHTS), PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-           "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc, log)
-        yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    return server
 
 
 def _curve_points(page) -> int:  # noqa: ANN001 - playwright Page

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_browser import _analyse_in_browser, _browser, _open, _screenshot_dir, server  # noqa: F401 - fixture
+from test_browser import _analyse_in_browser, _browser, _open, _screenshot_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
