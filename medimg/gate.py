@@ -5,9 +5,10 @@ app shows the reason and lets the user proceed, keeping the warning beside the r
 
 Checks without the network (:func:`check_image`): DICOM modality and body part, colour, size, blank content.
 The out-of-distribution check (:class:`DistributionGate`): the Mahalanobis distances of the image's pooled
-features at several layers, from early (texture, noise, contrast) to penultimate, to the training features, each
-scaled by its validation limit and combined by their maximum (see :mod:`medimg.ood`), against a limit set on the
-validation split. The statistics are fitted offline (``medimg fit-gate``, :mod:`medimg.training.gate_fit`) and
+features at several layers, from early (texture, noise, contrast) to penultimate, to the training features, and
+(chest models) the score of a logistic discriminator against a reference set of adult chest films, each scaled by
+its validation limit and combined by their maximum (see :mod:`medimg.ood`), against a limit set on the
+validation split. Serving needs numpy only (no scikit-learn): the discriminator is a dot product. The statistics are fitted offline (``medimg fit-gate``, :mod:`medimg.training.gate_fit`) and
 read here from the spec's ``gate`` dict; the features come from the architecture's feature taps
 (:func:`medimg.models.feature_extractor`), which share the model's weights.
 """
@@ -161,7 +162,7 @@ def parse_distribution(spec: ModelSpec) -> tuple[LayeredDistribution, dict[str, 
     if not isinstance(d, dict):
         raise SpecError(f"The gate of {spec.name} is malformed (distribution is not an object).")
     if "layers" in d:
-        model = LayeredDistribution.from_dict(d["layers"])
+        model = LayeredDistribution.from_dict(d["layers"], d.get("discriminator"))
     else:  # a gate fitted on the penultimate layer alone (distance, not scaled)
         model = LayeredDistribution.single(_penultimate_name(spec.architecture),
                                            DistributionModel.from_dict(d.get("model", {})))
@@ -205,7 +206,7 @@ def check_distribution(gate: DistributionGate, pre: Preprocessed) -> list[GateCh
     limit, q, domain = info["threshold"], info["quantile"], info["domain"]
     if not np.isfinite(score):
         return [GateCheck("distribution", False, "The out-of-distribution score could not be computed.", score)]
-    if len(model.models) == 1:  # penultimate layer only: the score is a Mahalanobis distance
+    if len(per_layer) == 1:  # penultimate layer only: the score is a Mahalanobis distance
         if score <= limit:
             return [GateCheck("distribution", True, f"The image resembles the {domain} the model was trained on "
                               f"(distance {score:.1f}; {_limit_text(q)} limit {limit:.1f}).", round(score, 3))]
@@ -217,8 +218,15 @@ def check_distribution(gate: DistributionGate, pre: Preprocessed) -> list[GateCh
         return [GateCheck("distribution", True, f"The image resembles the {domain} the model was trained on "
                           f"(score {score:.2f}; {_limit_text(q)} limit {limit:.2f}).", round(score, 3))]
     worst = int(per_layer.argmax())
+    if model.discriminator is not None and worst == len(model.models):
+        return [GateCheck("distribution", False, f"This image looks unlike the {domain} the model was trained on: "
+                          f"it resembles {model.discriminator.reference}, which the model was not made for "
+                          f"({score / limit:.1f} times the {_limit_text(q)} limit; score {score:.2f} vs {limit:.2f}; "
+                          f"{_limit_text(q)} of validation images are within the limit). The prediction may be "
+                          "meaningless.", round(score, 3))]
+    n_layers = len(model.models)
     what = ("low-level image statistics (texture, noise, contrast)" if worst == 0 else "high-level features"
-            if worst == len(per_layer) - 1 else "mid-level features (local patterns)")
+            if worst == n_layers - 1 else "mid-level features (local patterns)")
     return [GateCheck("distribution", False, f"This image looks unlike the {domain} the model was trained on: "
                       f"its {what} are {score / limit:.1f} times as far from the training images as the "
                       f"{_limit_text(q)} limit (score {score:.2f} vs {limit:.2f}; {_limit_text(q)} of validation "

@@ -11,7 +11,10 @@ Bishop 1999). The squared distance is then the Hotelling T^2 of the top ``k`` co
 (squared prediction error) divided by the residual variance, so departures in the low-variance directions,
 which carry much of the OOD signal (Kamoi & Kobayashi 2020), still count. With ``k`` equal to the feature
 dimension this is exactly the Mahalanobis distance under the shrunk covariance. :class:`LayeredDistribution`
-combines several layers (the feature ensemble of Lee et al. 2018) into one score.
+combines several layers (the feature ensemble of Lee et al. 2018) into one score, optionally with one more
+score, a :class:`ReferenceDiscriminator`: a logistic regression between the training images and a reference set of
+images the model must refuse although they are close to its domain (adult chest films for a paediatric chest
+X-ray model: outlier exposure, Hendrycks et al. 2019), scaled like the layers by its validation quantile.
 
 References
 ----------
@@ -22,6 +25,7 @@ References
 .. [3] M. E. Tipping, C. M. Bishop, "Probabilistic principal component analysis", JRSS-B 61 (1999).
 .. [4] R. Kamoi, K. Kobayashi, "Why is the Mahalanobis distance effective for anomaly detection?", 2020.
 .. [5] V. Vovk, A. Gammerman, G. Shafer, "Algorithmic Learning in a Random World" (split-conformal quantile).
+.. [6] D. Hendrycks, M. Mazeika, T. Dietterich, "Deep anomaly detection with outlier exposure", ICLR 2019.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ import numpy as np
 
 from medimg.errors import SpecError
 
-__all__ = ["DistributionModel", "LayeredDistribution", "conformal_threshold", "conformal_pass_rate_range",
-           "encode_array", "decode_array"]
+__all__ = ["DistributionModel", "LayeredDistribution", "ReferenceDiscriminator", "conformal_threshold",
+           "conformal_pass_rate_range", "encode_array", "decode_array"]
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +236,143 @@ def conformal_pass_rate_range(n_calibration: int, n_test: int, quantile: float,
     return float(d.mean() / n_test), float(d.ppf(alpha) / n_test)
 
 
+#: Logits are clipped to this magnitude (exp(60) ~ 1e26, finite in float64).
+_MAX_LOGIT = 60.0
+
+
+@dataclass(frozen=True)
+class ReferenceDiscriminator:
+    """Logistic regression between a model's training images and a reference set it must refuse.
+
+    Input: the per-layer features of :class:`LayeredDistribution` (stage channel means and penultimate features),
+    concatenated and standardised with the training mean and standard deviation. With ``p`` the (class-balanced)
+    probability that an image belongs to the reference set, the score is ``-log(1 - p) = softplus(logit)``, the
+    surprise of "like the training images": positive, monotone in ``p``, near 0 for training-like images and
+    about the logit for reference-like ones, so that divided by its validation quantile it combines with the
+    layers' Mahalanobis ratios (``p`` itself divided by a quantile near 1 could never exceed the combined limit;
+    the odds ``exp(logit)`` reach 1e12 on images far from both classes). Serving needs a dot product and a
+    log-sigmoid: numpy only.
+
+    Attributes
+    ----------
+    reference : str
+        What the reference set is, for the user (e.g. ``"adult chest radiographs"``).
+    mean, std : (D,) float64 ndarray
+        Standardisation of the concatenated features (std > 0).
+    coef : (D,) float64 ndarray
+        Logistic-regression weights on the standardised features.
+    intercept : float
+    c : float or None
+        The inverse regularisation strength chosen when fitting (information only).
+    """
+
+    reference: str
+    mean: np.ndarray
+    std: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    c: float | None = None
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.coef.shape[0])
+
+    @classmethod
+    def fit(cls, train: list[np.ndarray], reference: list[np.ndarray], name: str,
+            cs: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0), seed: int = 0) -> ReferenceDiscriminator:
+        """Fit on training-split features (class 0) and reference-set features (class 1).
+
+        Class-balanced (each class weighs half), L2-regularised; the inverse regularisation ``C`` is chosen from
+        ``cs`` by 5-fold stratified cross-validated log loss on these same images with the one-standard-error rule
+        (the smallest ``C`` whose mean loss is within one standard error of the best: the smoothest boundary the
+        data support, which passes more of an in-distribution test split that drifted from the training split;
+        Hastie, Tibshirani & Friedman, "The Elements of Statistical Learning", 2009, section 7.10), then refitted
+        on all of them (scikit-learn, lbfgs: deterministic).
+
+        Parameters
+        ----------
+        train, reference : list of (N, D_l) float ndarrays
+            Per-layer features of the training split and of the reference set (same layers, same order).
+        name : str
+            :attr:`reference`.
+        cs : tuple of float
+            Candidate ``C`` values.
+        seed : int
+            Seed of the cross-validation folds.
+
+        Raises
+        ------
+        ValueError
+            Mismatched layers, or fewer than 5 images in a class.
+        """
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+        if len(train) != len(reference) or not train:
+            raise ValueError("need the same layers for the training and the reference features")
+        a = np.concatenate([np.asarray(f, np.float64) for f in train], axis=1)
+        b = np.concatenate([np.asarray(f, np.float64) for f in reference], axis=1)
+        if a.shape[1] != b.shape[1] or len(a) < 5 or len(b) < 5:
+            raise ValueError(f"need >= 5 images per class with equal feature sizes, got {a.shape} and {b.shape}")
+        mean = a.mean(axis=0)
+        std = a.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)
+        x = (np.vstack([a, b]) - mean) / std
+        y = np.r_[np.zeros(len(a), int), np.ones(len(b), int)]
+        cs = tuple(sorted(cs))
+        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+
+        def model(c: float) -> LogisticRegression:
+            return LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
+
+        losses = np.array([-cross_val_score(model(c), x, y, cv=folds, scoring="neg_log_loss") for c in cs])
+        mean_loss, se = losses.mean(axis=1), losses.std(axis=1, ddof=1) / np.sqrt(losses.shape[1])
+        best = int(mean_loss.argmin())
+        c = cs[int(np.flatnonzero(mean_loss <= mean_loss[best] + se[best])[0])]
+        log.info("reference discriminator: C %s, cross-validated log loss %s", c, np.round(mean_loss, 4).tolist())
+        clf = model(c).fit(x, y)
+        return cls(name, mean, std, clf.coef_[0].astype(np.float64), float(clf.intercept_[0]), float(c))
+
+    def logit(self, features: list[np.ndarray]) -> np.ndarray:
+        """(N,) log-odds of the reference class from per-layer (N, D_l) features."""
+        f = np.concatenate([np.asarray(x, np.float64) for x in features], axis=1)
+        if f.shape[1] != self.feature_dim:
+            raise ValueError(f"expected {self.feature_dim} concatenated features, got {f.shape[1]}")
+        return ((f - self.mean) / self.std) @ self.coef + self.intercept
+
+    def probability(self, features: list[np.ndarray]) -> np.ndarray:
+        """(N,) probability of the reference class, in [0, 1] (the sigmoid of :meth:`logit`)."""
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logit(features), -_MAX_LOGIT, _MAX_LOGIT)))
+
+    def score(self, features: list[np.ndarray]) -> np.ndarray:
+        """(N,) ``-log(1 - p) = log(1 + exp(logit))`` (softplus), > 0 (the logit clipped to +-60)."""
+        return np.logaddexp(0.0, np.clip(self.logit(features), -_MAX_LOGIT, _MAX_LOGIT))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters (arrays as base64 float64)."""
+        return {"reference": self.reference, "mean": encode_array(self.mean, "<f8"),
+                "std": encode_array(self.std, "<f8"), "coef": encode_array(self.coef, "<f8"),
+                "intercept": float(self.intercept), **({} if self.c is None else {"C": self.c})}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ReferenceDiscriminator:
+        """Parse :meth:`to_dict` output; raises :class:`SpecError` when malformed or inconsistent."""
+        if not isinstance(d, dict):
+            raise SpecError("The gate's reference discriminator is not a JSON object.")
+        mean, std, coef = (decode_array(d.get(k), k) for k in ("mean", "std", "coef"))
+        try:
+            intercept = float(d["intercept"])
+            name = str(d["reference"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise SpecError("The gate's reference discriminator has no valid intercept or reference name.") from err
+        if not (mean.ndim == std.ndim == coef.ndim == 1 and mean.shape == std.shape == coef.shape):
+            raise SpecError("The gate's reference discriminator has inconsistent shapes.")
+        if not math.isfinite(intercept) or np.any(std <= 0):
+            raise SpecError("The gate's reference discriminator needs positive scales and a finite intercept.")
+        c = d.get("C")
+        return cls(name, mean, std, coef, intercept, float(c) if isinstance(c, (int, float)) else None)
+
+
 @dataclass
 class LayeredDistribution:
     """A :class:`DistributionModel` per network layer, combined into one out-of-distribution score.
@@ -243,6 +384,11 @@ class LayeredDistribution:
     This is Lee et al.'s (2018) feature ensemble with a fixed, unsupervised combination: their learned layer
     weights need out-of-distribution validation data, which would not cover what a clinic actually uploads.
 
+    A :class:`ReferenceDiscriminator` (optional) adds one more score, scaled the same way (its score divided by
+    its validation quantile): it targets one known near-domain population (adult chest films for a paediatric
+    model) that the unsupervised distances let through. Its scale and the combined limit are set on the validation
+    split, which it was not fitted on, so the split-conformal guarantee for in-distribution images still holds.
+
     Attributes
     ----------
     layers : tuple of str
@@ -251,15 +397,21 @@ class LayeredDistribution:
         One per layer.
     scales : (L,) float64 ndarray
         Each layer's divisor (> 0).
+    discriminator : ReferenceDiscriminator or None
+    discriminator_scale : float
+        Its divisor (> 0; 1.0 when there is none).
     """
 
     layers: tuple[str, ...]
     models: tuple[DistributionModel, ...]
     scales: np.ndarray
+    discriminator: ReferenceDiscriminator | None = None
+    discriminator_scale: float = 1.0
 
     @classmethod
     def fit(cls, layers: tuple[str, ...], train: list[np.ndarray], y: np.ndarray, val: list[np.ndarray],
-            quantile: float, n_components: int = 64) -> LayeredDistribution:
+            quantile: float, n_components: int = 64, reference: list[np.ndarray] | None = None,
+            reference_name: str = "reference images") -> LayeredDistribution:
         """Fit one model per layer on training features; scale each by its validation ``quantile``.
 
         Parameters
@@ -271,28 +423,58 @@ class LayeredDistribution:
         quantile : float in (0, 1)
         n_components : int
             See :meth:`DistributionModel.fit`.
+        reference : list of (M, D_l) float ndarrays, optional
+            Per-layer features of a reference set to refuse: adds a :class:`ReferenceDiscriminator` (training
+            split vs this set), scaled by its validation ``quantile``.
+        reference_name : str
+            What the reference set is, for the user.
         """
         if not (len(layers) == len(train) == len(val) >= 1):
             raise ValueError("need one training and one validation feature array per layer")
         models = tuple(DistributionModel.fit(f, y, n_components) for f in train)
         models = tuple(DistributionModel.from_dict(m.to_dict()) for m in models)  # score with what is stored
         scales = np.array([conformal_threshold(m.score(f), quantile) for m, f in zip(models, val, strict=True)])
-        return cls(tuple(layers), models, np.maximum(scales, 1e-12))
+        disc, disc_scale = None, 1.0
+        if reference is not None:
+            disc = ReferenceDiscriminator.from_dict(ReferenceDiscriminator.fit(train, reference, reference_name)
+                                                    .to_dict())
+            disc_scale = max(conformal_threshold(disc.score(val), quantile), 1e-12)
+        return cls(tuple(layers), models, np.maximum(scales, 1e-12), disc, float(disc_scale))
 
     @classmethod
     def single(cls, layer: str, model: DistributionModel) -> LayeredDistribution:
         """One layer, unscaled: the score is that layer's Mahalanobis distance (the penultimate-only gate)."""
         return cls((layer,), (model,), np.ones(1))
 
+    def without_discriminator(self) -> LayeredDistribution:
+        """The same layers without the reference discriminator (for before/after comparisons)."""
+        return LayeredDistribution(self.layers, self.models, self.scales)
+
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        """Names of the rows of :meth:`layer_scores`: the layers, then ``"reference: <name>"`` if any."""
+        extra = () if self.discriminator is None else (f"reference: {self.discriminator.reference}",)
+        return (*self.layers, *extra)
+
     def layer_scores(self, features: list[np.ndarray]) -> np.ndarray:
-        """(L, N) distances divided by each layer's scale, from per-layer (N, D_l) features."""
+        """(L, N) distances divided by each layer's scale, from per-layer (N, D_l) features; with a
+        discriminator, (L + 1, N), its scaled score last."""
         if len(features) != len(self.models):
             raise ValueError(f"expected features of {len(self.models)} layers, got {len(features)}")
-        return np.stack([m.score(f) / s for m, f, s in zip(self.models, features, self.scales, strict=True)])
+        rows = [m.score(f) / s for m, f, s in zip(self.models, features, self.scales, strict=True)]
+        if self.discriminator is not None:
+            rows.append(self.discriminator.score(features) / self.discriminator_scale)
+        return np.stack(rows)
 
     def score(self, features: list[np.ndarray]) -> np.ndarray:
-        """(N,) out-of-distribution score, >= 0: the largest scaled layer distance."""
+        """(N,) out-of-distribution score, >= 0: the largest scaled layer distance (or discriminator score)."""
         return self.layer_scores(features).max(axis=0)
+
+    def discriminator_dict(self) -> dict[str, Any] | None:
+        """JSON-ready ``{"scale", "model"}`` of the discriminator, or None."""
+        if self.discriminator is None:
+            return None
+        return {"scale": float(self.discriminator_scale), "model": self.discriminator.to_dict()}
 
     def to_dict(self) -> list[dict[str, Any]]:
         """JSON-ready list of ``{"layer", "feature_dim", "scale", "model"}``, one per layer."""
@@ -300,8 +482,9 @@ class LayeredDistribution:
                 for n, m, s in zip(self.layers, self.models, self.scales, strict=True)]
 
     @classmethod
-    def from_dict(cls, d: Any) -> LayeredDistribution:
-        """Parse :meth:`to_dict` output; raises :class:`SpecError` when malformed."""
+    def from_dict(cls, d: Any, discriminator: Any = None) -> LayeredDistribution:
+        """Parse :meth:`to_dict` output (and :meth:`discriminator_dict` output, when given and not None);
+        raises :class:`SpecError` when malformed."""
         if not isinstance(d, list) or not d or not all(isinstance(x, dict) for x in d):
             raise SpecError("The gate's layers are not a non-empty list of objects.")
         try:
@@ -311,4 +494,18 @@ class LayeredDistribution:
             raise SpecError("A gate layer has no valid name or scale.") from err
         if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
             raise SpecError("The gate's layer scales must be positive.")
-        return cls(names, tuple(DistributionModel.from_dict(x.get("model")) for x in d), scales)
+        models = tuple(DistributionModel.from_dict(x.get("model")) for x in d)
+        if discriminator is None:
+            return cls(names, models, scales)
+        if not isinstance(discriminator, dict):
+            raise SpecError("The gate's reference discriminator is not a JSON object.")
+        disc = ReferenceDiscriminator.from_dict(discriminator.get("model"))
+        try:
+            disc_scale = float(discriminator["scale"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise SpecError("The gate's reference discriminator has no valid scale.") from err
+        if not (math.isfinite(disc_scale) and disc_scale > 0):
+            raise SpecError("The gate's reference discriminator scale must be positive.")
+        if disc.feature_dim != sum(m.feature_dim for m in models):
+            raise SpecError("The gate's reference discriminator does not match the sizes of its layers.")
+        return cls(names, models, scales, disc, disc_scale)

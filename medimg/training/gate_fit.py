@@ -2,8 +2,9 @@
 
 Per layer of the architecture's feature taps, class-conditional Gaussians with a shared shrunk covariance are
 fitted on the training split, scaled on the validation split, and the limit on the combined score is set by
-split-conformal calibration; refusal rates are measured on out-of-scope reference sets
-(:mod:`medimg.training.reference_sets`). The result is written into the spec's ``gate`` dict, which serving
+split-conformal calibration; for chest tasks a logistic discriminator against the fit half of the adult chest
+films adds one more scaled score; refusal rates are measured on out-of-scope reference sets
+(:mod:`medimg.training.reference_sets`), the adult films on the report half, which was not fitted on. The result is written into the spec's ``gate`` dict, which serving
 reads (:class:`medimg.gate.DistributionGate`).
 """
 
@@ -18,14 +19,20 @@ from typing import Any
 import numpy as np
 
 from medimg.errors import MedimgError, SpecError
-from medimg.gate import check_image, pooled_features
+from medimg.gate import check_image, parse_distribution, pooled_features
 from medimg.models import feature_extractor, get_architecture
 from medimg.ood import DistributionModel, LayeredDistribution, conformal_pass_rate_range, conformal_threshold
 from medimg.predict import Predictor
 from medimg.preprocess import normalise_batch
 from medimg.preprocess import run as preprocess_run
 from medimg.spec import ModelSpec, load_spec, save_spec, spec_task
-from medimg.training.reference_sets import Unreadable, near_scope_sets, out_of_scope_sets
+from medimg.training.reference_sets import (
+    Unreadable,
+    fit_reference_sets,
+    near_scope_sets,
+    out_of_scope_sets,
+    report_reference_sets,
+)
 from medimg.training.tasks import get_task, load_task_split
 
 __all__ = ["fit_gate"]
@@ -33,9 +40,11 @@ __all__ = ["fit_gate"]
 log = logging.getLogger(__name__)
 
 
-def _flag_rates(predictor: Predictor, features: Callable[[np.ndarray], list[np.ndarray]],
-                model: LayeredDistribution, threshold: float, images: Any) -> dict[str, Any]:
-    """Stream one reference set through preprocessing, :func:`check_image` and the distance."""
+Scorer = Callable[[list[np.ndarray]], np.ndarray]
+
+
+def _model_inputs(predictor: Predictor, images: Any) -> tuple[list[np.ndarray], list[bool], dict[str, Any]]:
+    """Preprocess a streamed reference set: model inputs, whether a network-free check failed, what was skipped."""
     spec = predictor.spec
     xs: list[np.ndarray] = []
     other_fail: list[bool] = []
@@ -52,21 +61,64 @@ def _flag_rates(predictor: Predictor, features: Callable[[np.ndarray], list[np.n
             continue
         other_fail.append(not all(c.passed for c in check_image(img, pre, spec)))
         xs.append(pre.model_input)
+    return xs, other_fail, {"unprocessable": unprocessable, **({"unreadable": unreadable} if unreadable else {})}
+
+
+def _flag_rates(predictor: Predictor, features: Callable[[np.ndarray], list[np.ndarray]],
+                model: LayeredDistribution, threshold: float, images: Any,
+                compare: dict[str, Scorer] | None = None) -> dict[str, Any]:
+    """Stream one reference set through preprocessing, :func:`check_image` and the score.
+
+    ``compare`` maps a name to a function of the per-layer features giving other gates' refusals (bool): their
+    rates are added as ``ood_flag_rate_<name>``.
+    """
+    xs, other_fail, skipped = _model_inputs(predictor, images)
     n = len(xs)
-    skipped = {"unprocessable": unprocessable, **({"unreadable": unreadable} if unreadable else {})}
     if n == 0:
         return {"n": 0, **skipped}
-    dist = model.score(features(np.stack(xs)))
+    feats = features(np.stack(xs))
+    dist = model.score(feats)
     ood = dist > threshold
+    extra = {f"ood_flag_rate_{k}": round(float(np.mean(f(feats))), 4) for k, f in (compare or {}).items()}
     return {"n": n, "ood_flag_rate": round(float(ood.mean()), 4),
             "gate_flag_rate": round(float((ood | np.asarray(other_fail)).mean()), 4),
             "median_distance": round(float(np.median(dist)), 2), "min_distance": round(float(dist.min()), 2),
-            **skipped}
+            **extra, **skipped}
+
+
+def _previous_gate(spec: ModelSpec, names: tuple[str, ...]) -> tuple[Scorer, dict[str, Any]] | None:
+    """The gate stored in the spec before this fit, as a refusal function of this fit's per-layer features."""
+    try:
+        parsed = parse_distribution(spec)
+    except SpecError:
+        return None
+    if parsed is None:
+        return None
+    old, info = parsed
+    if len(old.models) == 1 and old.discriminator is None:
+        pick: Callable[[list[np.ndarray]], list[np.ndarray]] = lambda f: f[-1:]  # noqa: E731
+    elif old.layers == names:
+        pick = lambda f: f  # noqa: E731
+    else:
+        return None
+    dims = [m.feature_dim for m in old.models]
+    threshold = info["threshold"]
+
+    def refused(feats: list[np.ndarray]) -> np.ndarray:
+        f = pick(feats)
+        if [x.shape[1] for x in f] != dims:
+            return np.full(len(feats[0]), np.nan)
+        return old.score(f) > threshold
+
+    method = spec.gate["distribution"].get("method", "")
+    return refused, {"method": method.split(":")[0], "threshold": threshold,
+                     "reference": None if old.discriminator is None else old.discriminator.reference}
 
 
 def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int = 64, device: str = "auto",
              limit: int | None = None, out_of_scope: bool = True, n_out_of_scope: int = 100,
-             domain: str | None = None, batch_size: int = 64, stages: bool = True) -> ModelSpec:
+             domain: str | None = None, batch_size: int = 64, stages: bool = True, reference: bool = True,
+             reference_seed: int = 0) -> ModelSpec:
     """Fit the out-of-distribution check of a trained model and write it into its spec.
 
     Per layer (the architecture's feature taps (:func:`medimg.models.feature_extractor`)), training-split features give the class means and the shared shrunk
@@ -75,6 +127,9 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
     (:func:`medimg.ood.conformal_threshold`), so about ``quantile`` of in-distribution images pass; the
     test split measures the pass rate actually
     reached, and out-of-scope reference sets (:func:`medimg.training.reference_sets.out_of_scope_sets`) the refusal rates.
+    For chest tasks, a logistic discriminator between the training split and the fit half of the adult chest
+    films adds one more score, scaled by its validation quantile like the layers, so the conformal limit still
+    holds for in-distribution images; its refusal rate is measured on the report half (other patients).
     Rewriting the spec JSON leaves the weights file and its sha256 unchanged.
 
     Parameters
@@ -98,12 +153,20 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
     stages : bool
         True: the intermediate ``stage_layers`` of the architecture and the penultimate layer (feature ensemble); False: the
         penultimate layer alone (the score is then its Mahalanobis distance).
+    reference : bool
+        With ``stages``, fit a :class:`medimg.ood.ReferenceDiscriminator` against the task's near-domain reference
+        set (:func:`medimg.training.reference_sets.fit_reference_sets`: the fit half of the adult chest films for
+        the chest tasks; none for other tasks) and report its refusal rate on the report half.
+    reference_seed : int
+        Seed of the reference set's patient split.
 
     Returns
     -------
     ModelSpec
         The spec as written, with ``gate["distribution"]`` (statistics, threshold, quantile, domain) and
-        ``gate["fit"]`` (pass rates, refusal rates, sizes, timing).
+        ``gate["fit"]`` (pass rates, refusal rates, sizes, timing; ``reference``: the reference set, its sizes and
+        the pass and refusal rates without the discriminator; ``previous_gate``: the gate stored before, measured
+        on the same images).
     """
     t0 = time.time()
     spec_path = Path(spec_path)
@@ -124,9 +187,19 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         labels[split] = arrays.y.numpy()
         log.info("fit-gate: %s features %s", split, [f.shape for f in feats[split]])
     names = (*arch.stage_layers, arch.penultimate_description) if stages else (arch.penultimate_description,)
+    previous = _previous_gate(spec, names)
+    ref_name, ref_feats, ref_info = None, None, {}
+    if stages and reference:
+        for name, images in fit_reference_sets(task_key, seed=reference_seed, limit=limit):
+            xs, _, skipped = _model_inputs(predictor, images)
+            if len(xs) >= 5:
+                ref_name, ref_feats = name, features(np.stack(xs))
+                ref_info = {"name": name, "seed": reference_seed, "n_fit": len(xs), **skipped}
+                log.info("fit-gate: reference set %r, %d images", name, len(xs))
+            break  # one reference set per task
     if stages:
         model = LayeredDistribution.fit(names, feats["train"], labels["train"], feats["val"], quantile,
-                                        n_components)
+                                        n_components, reference=ref_feats, reference_name=ref_name or "")
     else:
         single = DistributionModel.fit(feats["train"][0], labels["train"], n_components)
         model = LayeredDistribution.single(names[0], DistributionModel.from_dict(single.to_dict()))
@@ -136,6 +209,20 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
     per_class = {spec.labels[c]: round(float(test_pass[labels["test"] == c].mean()), 4)
                  for c in np.unique(labels["test"])}
     test_layers = model.layer_scores(feats["test"])
+    compare: dict[str, Scorer] = {}
+    if model.discriminator is not None:
+        base = model.without_discriminator()
+        base_threshold = conformal_threshold(base.score(feats["val"]), quantile)
+        compare["without_reference"] = lambda f: base.score(f) > base_threshold
+        assert ref_feats is not None
+        ref_info.update(
+            scale=round(model.discriminator_scale, 6),
+            fit_refusal_rate=round(float((model.score(ref_feats) > threshold).mean()), 4),
+            fit_refusal_rate_without_reference=round(float((base.score(ref_feats) > base_threshold).mean()), 4),
+            test_pass_rate_without_reference=round(float((base.score(feats["test"]) <= base_threshold).mean()), 4),
+            val_pass_rate_without_reference=round(float((base.score(feats["val"]) <= base_threshold).mean()), 4))
+    if previous is not None:
+        compare["previous_gate"] = previous[0]
     fit: dict[str, Any] = {
         "n": {s: len(f[0]) for s, f in feats.items()}, "val_pass_rate": round(float((val_d <= threshold).mean()), 4),
         "test_pass_rate": round(float(test_pass.mean()), 4), "test_pass_rate_per_class": per_class,
@@ -143,17 +230,24 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
                    (round(v, 4) for v in conformal_pass_rate_range(len(val_d), len(test_d), quantile)),
                    strict=True)),
         "test_pass_rate_per_layer": {n: round(float((v <= 1.0).mean()), 4)
-                                     for n, v in zip(model.layers, test_layers, strict=True)} if stages else None,
+                                     for n, v in zip(model.score_names, test_layers, strict=True)} if stages else None,
         "train_median_distance": round(float(np.median(model.score(feats["train"]))), 2),
         "val_median_distance": round(float(np.median(val_d)), 2),
         "test_median_distance": round(float(np.median(test_d)), 2), "limit": None if limit is None else limit,
     }
+    if ref_info:
+        fit["reference"] = ref_info
+    if previous is not None:
+        fit["previous_gate"] = {**previous[1], "test_pass_rate": round(
+            float(1.0 - np.mean(previous[0](feats["test"]))), 4)}
     if out_of_scope:
         exclude = get_task(task_key).oos_exclude
-        fit["out_of_scope"] = {name: _flag_rates(predictor, features, model, threshold, images)
+        fit["out_of_scope"] = {name: _flag_rates(predictor, features, model, threshold, images, compare)
                                for name, images in out_of_scope_sets(n=n_out_of_scope, exclude=exclude)}
-        fit["near_scope"] = {name: _flag_rates(predictor, features, model, threshold, images)
+        fit["near_scope"] = {name: _flag_rates(predictor, features, model, threshold, images, compare)
                              for name, images in near_scope_sets(task_key=task_key)}
+        for kind, name, images in report_reference_sets(task_key, seed=reference_seed, limit=limit):
+            fit[kind][name] = _flag_rates(predictor, features, model, threshold, images, compare)
     fit["seconds"] = round(time.time() - t0, 1)
     common = {"quantile": quantile, "threshold": threshold,
               "threshold_rule": "split-conformal quantile of validation-split scores",
@@ -166,6 +260,12 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
             "references": ["Lee et al., NeurIPS 2018", "Ledoit & Wolf 2004", "Tipping & Bishop 1999"],
             "feature_dim": int(sum(m.feature_dim for m in model.models)), "n_components": n_components,
             **common, "layers": model.to_dict()}
+        if model.discriminator is not None:
+            distribution["method"] += ("; plus -log(1 - p) of a logistic discriminator between the training images and "
+                                       f"{model.discriminator.reference} (the fit half of a patient split), "
+                                       "divided by its validation quantile")
+            distribution["references"].append("Hendrycks et al., ICLR 2019 (outlier exposure)")
+            distribution["discriminator"] = model.discriminator_dict()
     else:
         distribution = {
             "method": "mahalanobis: class-conditional Gaussians, shared Ledoit-Wolf covariance, top-k + isotropic "

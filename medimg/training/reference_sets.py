@@ -1,9 +1,12 @@
 """Reference image sets for fitting and measuring the applicability gate: what it must refuse (out of scope)
-and what it should report on (near scope). Streamed one image at a time; seeded.
+and what it should report on (near scope), and the near-domain sets a gate is fitted against (adult chest films
+for the paediatric chest X-ray models, split by patient into a half to fit on and a half to report on).
+Streamed one image at a time; seeded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +18,8 @@ from medimg.catalog import data_root, read_manifest
 from medimg.io import load_image
 from medimg.io.image import MedicalImage, Window
 
-__all__ = ["SYNTHETIC_KINDS", "synthetic_images", "Unreadable", "out_of_scope_sets", "near_scope_sets"]
+__all__ = ["SYNTHETIC_KINDS", "synthetic_images", "Unreadable", "out_of_scope_sets", "near_scope_sets",
+           "ADULT_MIN_AGE", "split_by_patient", "adult_cxr_rows", "fit_reference_sets", "report_reference_sets"]
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +150,134 @@ def near_scope_sets(root: str | Path | None = None, task_key: str = "kermany-cxr
     files = sorted((root / "dicom" / sub).glob("*.dcm")) if sub else []
     if files:
         yield title, _load_files(files, title)
+
+
+#: Age (years) from which a patient of ``adult-cxr`` counts as an adult (the reference set the chest models refuse).
+ADULT_MIN_AGE = 18
+
+#: Tasks fitted against the adult chest films, and what the gate calls them.
+_ADULT_CXR_TASKS = ("kermany-cxr", "pneumoniamnist")
+ADULT_CXR_NAME = "adult chest radiographs"
+
+
+def split_by_patient(rows: list[dict[str, str]], seed: int = 0, fit_fraction: float = 0.5,
+                     patient_col: str = "patient") -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Seeded, deterministic split of manifest rows into a "fit" and a "report" part, whole patients only.
+
+    Patients are ordered by the SHA-256 of ``"<seed>:<patient>"`` and the first ``round(fit_fraction * P)`` of
+    the ``P`` patients go to the fit part: the result depends only on the seed and the set of patients (not on
+    row order), and no patient is in both parts.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Manifest rows with a ``patient_col`` column.
+    seed : int
+    fit_fraction : float in [0, 1]
+        Share of patients in the fit part.
+    patient_col : str
+
+    Returns
+    -------
+    (fit, report) : tuple of list of dict
+        The rows of each part, in their original order.
+
+    Raises
+    ------
+    ValueError
+        A row without a patient, or ``fit_fraction`` outside [0, 1].
+    """
+    if not 0.0 <= fit_fraction <= 1.0:
+        raise ValueError(f"fit_fraction must be in [0, 1], got {fit_fraction}")
+    patients = {r.get(patient_col, "") for r in rows}
+    if "" in patients:
+        raise ValueError(f"every row needs a {patient_col!r} value")
+    order = sorted(patients, key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest())
+    fit_patients = set(order[: round(fit_fraction * len(order))])
+    return ([r for r in rows if r[patient_col] in fit_patients], [r for r in rows if r[patient_col] not in fit_patients])
+
+
+def adult_cxr_rows(part: str, root: str | Path | None = None, seed: int = 0,
+                   min_age: int = ADULT_MIN_AGE) -> list[dict[str, str]]:
+    """Rows of ``adult-cxr`` (NIH ChestX-ray14 test films, one per patient) for one part of the patient split.
+
+    Parameters
+    ----------
+    part : {"fit", "report", "young"}
+        ``fit`` / ``report``: the patients aged ``min_age`` or more, split by :func:`split_by_patient`;
+        ``young``: those younger (children and adolescents; reported only, never fitted on: some are within a
+        paediatric model's population).
+    root : path, optional
+        The shared data folder; :func:`medimg.catalog.data_root` by default.
+    seed : int
+    min_age : int
+        Years.
+
+    Returns
+    -------
+    list of dict
+        Empty when the data set is absent.
+    """
+    folder = (Path(root) if root is not None else data_root()) / "adult-cxr"
+    if not (folder / "MANIFEST.csv").exists():
+        return []
+    rows = read_manifest(folder)
+
+    def age(r: dict[str, str]) -> float:
+        try:
+            return float(r.get("age", ""))
+        except ValueError:
+            return float("nan")
+
+    if part == "young":
+        return [r for r in rows if age(r) < min_age]
+    if part not in ("fit", "report"):
+        raise ValueError(f"part must be 'fit', 'report' or 'young', got {part!r}")
+    fit, report = split_by_patient([r for r in rows if age(r) >= min_age], seed=seed)
+    return fit if part == "fit" else report
+
+
+def _adult_cxr_images(part: str, root: str | Path | None, seed: int, limit: int | None,
+                      title: str) -> Iterator[MedicalImage | Unreadable]:
+    folder = (Path(root) if root is not None else data_root()) / "adult-cxr"
+    rows = adult_cxr_rows(part, root, seed)
+    if limit is not None and limit < len(rows):
+        rows = rows[:: max(len(rows) // limit, 1)][:limit]
+    return _load_files([folder / r["path"] for r in rows], title)
+
+
+def fit_reference_sets(task_key: str, root: str | Path | None = None, seed: int = 0, limit: int | None = None,
+                       ) -> Iterator[tuple[str, Iterator[MedicalImage | Unreadable]]]:
+    """Near-domain images a task's gate is fitted to refuse (:class:`medimg.ood.ReferenceDiscriminator`).
+
+    Chest tasks (``kermany-cxr``, ``pneumoniamnist``): the fit half of the adult films of ``adult-cxr``
+    (:func:`adult_cxr_rows`), named ``"adult chest radiographs"``; other tasks, or no shared data: none.
+
+    Parameters
+    ----------
+    task_key : str
+    root : path, optional
+    seed : int
+        Seed of the patient split.
+    limit : int, optional
+        At most this many images, evenly spaced (quick checks and tests).
+    """
+    if task_key in _ADULT_CXR_TASKS and adult_cxr_rows("fit", root, seed):
+        yield ADULT_CXR_NAME, _adult_cxr_images("fit", root, seed, limit, ADULT_CXR_NAME)
+
+
+def report_reference_sets(task_key: str, root: str | Path | None = None, seed: int = 0, limit: int | None = None,
+                          ) -> Iterator[tuple[str, str, Iterator[MedicalImage | Unreadable]]]:
+    """The held-out counterparts of :func:`fit_reference_sets`, to measure refusal rates on images not fitted on.
+
+    Yields ``(kind, title, images)``: kind ``"out_of_scope"`` for the report half of the adult films (patients
+    aged 18 or more, none in the fit half), ``"near_scope"`` for the NIH films of younger patients (reported only).
+    """
+    if task_key not in _ADULT_CXR_TASKS:
+        return
+    if adult_cxr_rows("report", root, seed):
+        title = f"{ADULT_CXR_NAME} (NIH JPEG, report half, aged {ADULT_MIN_AGE}+)"
+        yield "out_of_scope", title, _adult_cxr_images("report", root, seed, limit, title)
+    if adult_cxr_rows("young", root, seed):
+        title = f"chest radiographs of patients aged under {ADULT_MIN_AGE} (NIH JPEG)"
+        yield "near_scope", title, _adult_cxr_images("young", root, seed, limit, title)
