@@ -4,6 +4,7 @@ Used by ``bench/browser_latency.py`` to split the time a user waits into server 
 times are printed: no page content, no file names.
 """
 
+import os
 import sys
 import time
 
@@ -12,12 +13,25 @@ from streamlit.runtime.scriptrunner import script_runner as _sr
 _orig = _sr.ScriptRunner._run_script
 
 
+_PROFILE_DIR = os.environ.get("MEDIMG_PROFILE_DIR")  # set: each run's cProfile is written there (for diagnosis)
+
+
 def _timed(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
     t0 = time.time()
+    prof = None
+    if _PROFILE_DIR:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     try:
         return _orig(self, *args, **kwargs)
     finally:
-        print(f"MEDIMG-RUN {t0:.4f} {time.time():.4f}", file=sys.stderr, flush=True)
+        t1 = time.time()
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(os.path.join(_PROFILE_DIR, f"run-{t0:.3f}.prof"))
+        print(f"MEDIMG-RUN {t0:.4f} {t1:.4f}", file=sys.stderr, flush=True)
 
 
 _sr.ScriptRunner._run_script = _timed

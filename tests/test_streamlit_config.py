@@ -24,6 +24,7 @@ EXPECTED = {
     "server.maxUploadSize": 200,
     "runner.fastReruns": True,
     "runner.magicEnabled": False,
+    "runner.postScriptGC": False,
     "logger.level": "warning",
 }
 

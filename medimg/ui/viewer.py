@@ -20,6 +20,7 @@ import base64
 import hashlib
 import io
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -136,6 +137,15 @@ def render(image: MedicalImage, settings: ViewerSettings, max_side: int | None =
         :data:`OVERLAY_RGB` when ``settings.overlays``. Draw it over the original extent
         (:func:`panel_figure` ``shape=image.shape[:2]``).
     """
+    key = (id(image), image.frame_index, settings.window.name, float(settings.window.center),
+           float(settings.window.width), settings.window.function, bool(settings.invert), bool(settings.overlays),
+           max_side)
+    try:
+        cached = st.session_state.get(_RENDER_KEY)
+    except Exception:  # noqa: BLE001 - outside a Streamlit session (library use): no cache
+        cached = None
+    if cached is not None and cached[0] == key and cached[1]() is image:  # same image object, same settings
+        return cached[2]
     k = image.display_step(max_side)
     disp = image.display(settings.window, max_side=max_side)
     if settings.invert:
@@ -145,9 +155,16 @@ def render(image: MedicalImage, settings: ViewerSettings, max_side: int | None =
     if settings.overlays:
         for ov in image.overlays:
             rgb[ov.mask[::k, ::k][: rgb.shape[0], : rgb.shape[1]]] = OVERLAY_RGB
+    rgb.flags.writeable = False  # shared by the reruns that reuse it
+    try:
+        st.session_state[_RENDER_KEY] = (key, weakref.ref(image), rgb)
+    except Exception:  # noqa: BLE001 - outside a Streamlit session
+        pass
     return rgb
 
 
+#: ``st.session_state`` entry of the last rendered display image (reruns with the same image and settings reuse it).
+_RENDER_KEY = "medimg.viewer.render"
 #: ``st.session_state`` entry of this session's recent PNG encodings (digest of the pixels -> data URI).
 _PNG_KEY = "medimg.viewer.png"
 _PNG_KEEP = 8
