@@ -279,6 +279,25 @@ class Predictor:
         (see :meth:`tta_view_logits`)."""
         return softmax(self.tta_view_logits(model_input), self.spec.temperature)
 
+    def uncertainty(self, pre: Preprocessed, label_index: int) -> Uncertainty | None:
+        """Spread of the calibrated probabilities over the spec's test-time augmentation views of one input.
+
+        Parameters
+        ----------
+        pre : Preprocessed
+            The image's preprocessing for this model.
+        label_index : int
+            The reported label (agreement is measured against it).
+
+        Returns
+        -------
+        medimg.uncertainty.Uncertainty or None
+            None when the spec has no TTA views. One batched forward pass of ``len(spec.tta)`` views.
+        """
+        if not self.spec.tta:
+            return None
+        return summarise(self.tta_probs(pre.model_input), self.spec.tta, int(label_index))
+
     def predict(self, image: MedicalImage, window: Window | None = None, tta: bool = False) -> Prediction:
         """Preprocess, run the network and the applicability gate for one image.
 

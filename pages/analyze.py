@@ -14,6 +14,7 @@ uploaded = ui.session.upload_widget(
 if uploaded is None:
     ui.analysis.clear()
     st.info("Upload an image to begin.", icon=":material/upload_file:")
+    st.plotly_chart(ui.viewer.empty_panel_figure(), key="viewer-empty", config={"displayModeBar": False})
     st.stop()
 
 uid = uploaded.upload_id
@@ -68,7 +69,7 @@ with right:
         if show_result:
             show_result = ui.widgets.read_first(option, uploaded, frame, prediction)
         if show_result:
-            ui.widgets.show_prediction(prediction, option.spec)
+            stability_slot = ui.widgets.show_prediction(prediction, option.spec)
             ui.widgets.show_agreement(ui.analysis.read_for(option, uploaded, frame))
 
 heat = None
@@ -85,7 +86,7 @@ if show_result:
     alpha = c3.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key="cam-alpha")
     with ui.guard("computing the heat map", stop=False) as g:
         cam = ui.analysis.explain(uploaded, option, prediction, methods[method_label], target)
-        blended = ui.analysis.overlay(rendered / 255.0, cam.value, alpha)
+        blended = ui.analysis.overlay(rendered, cam.value, alpha)
     if not g.failed:
         timings["Grad-CAM"] = (cam.seconds, cam.cached)
         timings["overlay"] = (blended.seconds, False)
@@ -105,6 +106,14 @@ with panel_slot:
     if image.n_frames > 1 and st.toggle("Cine: play all frames through this window", key=f"cine-{uid}"):
         with ui.guard("reading the frames", stop=False):
             ui.viewer.show_cine(ui.analysis.cine_frames(uploaded, image.n_frames, settings), uid)
+
+if show_result:  # the stability under test-time augmentation, once the result and heat map are drawn
+    with ui.guard("checking the stability", stop=False):
+        stable = ui.analysis.stability(uploaded, option, prediction)
+        if stable.value is not None:  # the model has test-time augmentation views
+            timings["stability (TTA)"] = (stable.seconds, stable.cached)
+            prediction = ui.analysis.with_uncertainty(prediction, stable.value)
+            ui.widgets.show_uncertainty(prediction, stability_slot)
 
 if prediction is not None:
     st.subheader("What the network saw")

@@ -160,10 +160,38 @@ def predict(upload: Upload, option: ModelOption, image: MedicalImage, window: Wi
 
     def run() -> Prediction:
         with compute_slot():
-            return predictor.predict(image, window=window, tta=True)  # the page shows the stability
+            return predictor.predict(image, window=window)  # stability: :func:`stability`, after the result
 
     return _cached(upload.upload_id, "prediction",
                    (str(option.path), image.frame_index, window_key(window)), run)
+
+
+def stability(upload: Upload, option: ModelOption, prediction: Prediction) -> Timed:
+    """The prediction's stability under the model's test-time augmentation views, computed after the result and
+    heat map are on the page (it is shown under them; a batch of views costs more than the prediction itself).
+
+    Returns
+    -------
+    Timed
+        ``value`` is a :class:`medimg.uncertainty.Uncertainty`, or None when the model has no TTA views.
+    """
+    predictor = get_predictor(option.path)
+
+    def run() -> Any:
+        with compute_slot():
+            return predictor.uncertainty(prediction.preprocessed, prediction.label_index)
+
+    digest = hashlib.blake2b(np.ascontiguousarray(prediction.preprocessed.model_input).tobytes(),
+                             digest_size=16).hexdigest()
+    return _cached(upload.upload_id, "stability", (str(option.path), digest, prediction.label_index), run)
+
+
+def with_uncertainty(prediction: Prediction, uncertainty: Any) -> Prediction:
+    """``prediction`` with its :attr:`~medimg.Prediction.uncertainty` filled in (a new object; the cached one is
+    not changed)."""
+    from dataclasses import replace
+
+    return replace(prediction, uncertainty=uncertainty)
 
 
 def cam_methods() -> dict[str, str]:
@@ -218,8 +246,9 @@ def overlay(display: np.ndarray, cam_result: Any, alpha: float, colormap: str = 
 
     Parameters
     ----------
-    display : (H0, W0) or (H0, W0, 3) float32 ndarray in [0, 1]
-        ``image.display(window)``: the original image as shown.
+    display : (H0, W0) or (H0, W0, 3) float32 ndarray in [0, 1], or uint8 ndarray
+        The original image as shown (``image.display(window)``, or the viewer's rendered uint8 image; a gray
+        image rendered as RGB is blended as one channel).
     cam_result : medimg.explain.CamResult
     alpha : float in [0, 1]
         Heat-map opacity.
@@ -231,18 +260,24 @@ def overlay(display: np.ndarray, cam_result: Any, alpha: float, colormap: str = 
     Returns
     -------
     Timed
-        ``value`` is the (h, w, 3) float ndarray in [0, 1] (the original image's grid, downsampled to at most
+        ``value`` is the (h, w, 3) uint8 ndarray (the original image's grid, downsampled to at most
         ``max_side``); not cached (cheap, changes with the slider).
     """
     from medimg import explain as ex
     from medimg.viz import to_uint8
 
     t0 = time.perf_counter()
+    if display.dtype == np.uint8:
+        if display.ndim == 3 and np.array_equal(display[..., 0], display[..., 1]) and \
+                np.array_equal(display[..., 0], display[..., 2]):
+            display = display[..., 0]  # gray shown as RGB: blend one channel
+        display = display.astype(np.float32) * np.float32(1 / 255)
     if max(display.shape[:2]) > max_side:  # the browser gets at most max_side pixels: blend at that size
         display = to_uint8(display, max_side).astype(np.float32) / np.float32(255.0)
     heat = cam_result.heatmap_original(tuple(display.shape[:2]))
     rgb = ex.overlay(display, heat, alpha=float(alpha), colormap=colormap)
-    return Timed(rgb, time.perf_counter() - t0)
+    out = (rgb * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    return Timed(out, time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------------------------ keys and labels

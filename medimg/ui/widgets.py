@@ -158,8 +158,15 @@ def show_gate(verdict: GateVerdict, extra: tuple = ()) -> None:
         st.success(f"Applicability checks passed ({names}).", icon=":material/task_alt:")
 
 
-def show_prediction(prediction: Prediction, spec: ModelSpec | None) -> None:
-    """The predicted label, the calibrated probabilities (plotly bars) and the device that ran the network."""
+def show_prediction(prediction: Prediction, spec: ModelSpec | None) -> Any:
+    """The predicted label, the calibrated probabilities (plotly bars) and the device that ran the network.
+
+    Returns
+    -------
+    streamlit placeholder
+        Where the stability sentence goes: shown here when ``prediction.uncertainty`` is set, else filled later
+        with :func:`show_uncertainty` (``slot=``) once it is computed.
+    """
     p = float(prediction.probs[prediction.label_index])
     st.markdown(f"**Model output: {prediction.label}** ({p:.1%})")
     threshold = spec.threshold if spec is not None else None
@@ -169,7 +176,10 @@ def show_prediction(prediction: Prediction, spec: ModelSpec | None) -> None:
                                      threshold_label=positive), key="probabilities")
     device = "GPU (CUDA)" if prediction.device == "cuda" else "CPU"
     st.caption(f":material/memory: Ran on **{device}**. Probabilities are temperature-calibrated.")
-    show_uncertainty(prediction)
+    slot = st.empty()
+    if prediction.uncertainty is not None:
+        show_uncertainty(prediction, slot)
+    return slot
 
 
 def uncertainty_text(prediction: Prediction) -> tuple[str, bool] | None:
@@ -190,12 +200,17 @@ def uncertainty_text(prediction: Prediction) -> tuple[str, bool] | None:
     return base, False
 
 
-def show_uncertainty(prediction: Prediction) -> None:
-    """The stability sentence of :func:`uncertainty_text` (a warning when the answer is unstable)."""
+def show_uncertainty(prediction: Prediction, slot: Any = None) -> None:
+    """The stability sentence of :func:`uncertainty_text` (a warning when the answer is unstable), in ``slot``
+    (a placeholder of :func:`show_prediction`) or here."""
     text = uncertainty_text(prediction)
     if text is None:
         return
     msg, unstable = text
+    if slot is not None:
+        with slot.container():
+            show_uncertainty(prediction)
+        return
     if unstable:
         st.warning(msg, icon=":material/help:")
     else:
