@@ -98,13 +98,21 @@ def available_models(folder: str | Path | None = None) -> list[ModelOption]:
     d = Path(folder) if folder is not None else weights_dir()
     if not d.is_dir():
         return []
+    paths = medimg.list_weights(d)
+    return list(_read_options(tuple(str(p) for p in paths), tuple(_stamp(Path(p)) for p in paths)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _read_options(paths: tuple[str, ...], stamps: tuple[tuple[int, int], ...]) -> tuple[ModelOption, ...]:  # noqa: ARG001
+    """The specs of ``paths``, read once per set of files and modification times (model metadata only, shared
+    by every session; no patient data)."""
     out = []
-    for p in medimg.list_weights(d):
+    for p in map(Path, paths):
         try:
             out.append(ModelOption(p, load_spec(p)))
         except SpecError as err:
             out.append(ModelOption(p, None, str(err)))
-    return out
+    return tuple(out)
 
 
 def default_model(options: list[ModelOption]) -> ModelOption | None:

@@ -23,6 +23,8 @@ __all__ = ["UPLOAD_KEY", "UPLOADER_KEY", "Upload", "current_upload", "remember_u
 
 #: ``st.session_state`` entry holding this session's :class:`Upload`.
 UPLOAD_KEY = "medimg.current_upload"
+#: ``st.session_state`` entry: (the uploader's file id, the Upload id it gave), so reruns skip re-hashing.
+_FILE_ID_KEY = "medimg.current_upload.file_id"
 #: Widget key of the uploader on Analyze (AppTests upload through it).
 UPLOADER_KEY = "medimg.upload"
 
@@ -62,9 +64,14 @@ def current_upload() -> Upload | None:
 
 def remember_upload(uploaded: UploadedFile | bytes) -> Upload:
     """Make ``uploaded`` the session's current image (replacing any other, whose results are then dropped)."""
+    old = current_upload()
+    file_id = None if isinstance(uploaded, bytes | bytearray) else getattr(uploaded, "file_id", None)
+    if old is not None and file_id is not None and st.session_state.get(_FILE_ID_KEY) == (file_id, old.upload_id):
+        return old  # the same uploader file as on the last run: no need to hash its bytes again
     data = uploaded if isinstance(uploaded, bytes | bytearray) else uploaded.getvalue()
     up = Upload.from_bytes(bytes(data))
-    old = current_upload()
+    if file_id is not None:
+        st.session_state[_FILE_ID_KEY] = (file_id, up.upload_id)
     if old is not None and old.upload_id == up.upload_id:
         return old
     st.session_state[UPLOAD_KEY] = up
