@@ -411,7 +411,8 @@ class LayeredDistribution:
     @classmethod
     def fit(cls, layers: tuple[str, ...], train: list[np.ndarray], y: np.ndarray, val: list[np.ndarray],
             quantile: float, n_components: int = 64, reference: list[np.ndarray] | None = None,
-            reference_name: str = "reference images") -> LayeredDistribution:
+            reference_name: str = "reference images",
+            reference_cs: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)) -> LayeredDistribution:
         """Fit one model per layer on training features; scale each by its validation ``quantile``.
 
         Parameters
@@ -428,6 +429,8 @@ class LayeredDistribution:
             split vs this set), scaled by its validation ``quantile``.
         reference_name : str
             What the reference set is, for the user.
+        reference_cs : tuple of float
+            Candidate inverse regularisation strengths of the discriminator (see :meth:`ReferenceDiscriminator.fit`).
         """
         if not (len(layers) == len(train) == len(val) >= 1):
             raise ValueError("need one training and one validation feature array per layer")
@@ -436,8 +439,8 @@ class LayeredDistribution:
         scales = np.array([conformal_threshold(m.score(f), quantile) for m, f in zip(models, val, strict=True)])
         disc, disc_scale = None, 1.0
         if reference is not None:
-            disc = ReferenceDiscriminator.from_dict(ReferenceDiscriminator.fit(train, reference, reference_name)
-                                                    .to_dict())
+            disc = ReferenceDiscriminator.from_dict(
+                ReferenceDiscriminator.fit(train, reference, reference_name, cs=reference_cs).to_dict())
             disc_scale = max(conformal_threshold(disc.score(val), quantile), 1e-12)
         return cls(tuple(layers), models, np.maximum(scales, 1e-12), disc, float(disc_scale))
 

@@ -95,7 +95,9 @@ def test_fitted_gate_passes_chest_xrays_and_refuses_out_of_scope(shipped: Predic
     folder = shared_data / "kermany-cxr"
     idx = np.linspace(0, len(report.ids) - 1, 40).astype(int)
     passed = [_distribution(shipped.predict(load_image(folder / report.ids[i]))).passed for i in idx]
-    assert np.mean(passed) >= 0.9
+    # 40 of the 624 test images through the app path: within 3 binomial SD of the rate fit-gate measured on all
+    p = fit["test_pass_rate"]
+    assert np.mean(passed) >= p - 3 * np.sqrt(p * (1 - p) / len(idx))
     from medimg.training.reference_sets import synthetic_images
 
     for kind in ("noise", "photo-like colour textures", "colour gradients"):
@@ -107,3 +109,22 @@ def test_fitted_gate_passes_chest_xrays_and_refuses_out_of_scope(shipped: Predic
 
         for p in _manifest_sample(shared_data / sub, 5, seed=99):
             assert not _distribution(shipped.predict(load_image(p))).passed, p.name
+
+
+def test_fitted_gate_refuses_adult_chest_films_it_was_not_fitted_on(shipped: Predictor, shared_data: Path) -> None:
+    """Adult films of the report half of the adult-cxr patient split (never fitted on) are refused, most because
+    they resemble the adult reference set; the stored refusal rate on that half says the same."""
+    from medimg.training.reference_sets import adult_cxr_rows, report_reference_sets
+
+    d = shipped.spec.gate.get("distribution") or {}
+    if "discriminator" not in d or not adult_cxr_rows("report"):
+        pytest.skip("no adult reference set in the gate or in the shared data")
+    stored = shipped.spec.gate["fit"]["out_of_scope"]
+    (title,) = [k for k in stored if k.startswith("adult chest radiographs (NIH JPEG, report half")]
+    assert stored[title]["n"] >= 250 and stored[title]["ood_flag_rate"] >= 0.95
+    assert stored[title]["ood_flag_rate"] > stored[title]["ood_flag_rate_previous_gate"] + 0.3
+    (kind, name, images), *_ = report_reference_sets("kermany-cxr", limit=12)
+    assert (kind, name) == ("out_of_scope", title)
+    checks = [_distribution(shipped.predict(im)) for im in images]
+    assert sum(not c.passed for c in checks) >= 11
+    assert any("resembles adult chest radiographs" in c.reason for c in checks)

@@ -118,7 +118,7 @@ def _previous_gate(spec: ModelSpec, names: tuple[str, ...]) -> tuple[Scorer, dic
 def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int = 64, device: str = "auto",
              limit: int | None = None, out_of_scope: bool = True, n_out_of_scope: int = 100,
              domain: str | None = None, batch_size: int = 64, stages: bool = True, reference: bool = True,
-             reference_seed: int = 0) -> ModelSpec:
+             reference_seed: int = 0, reference_cs: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0)) -> ModelSpec:
     """Fit the out-of-distribution check of a trained model and write it into its spec.
 
     Per layer (the architecture's feature taps (:func:`medimg.models.feature_extractor`)), training-split features give the class means and the shared shrunk
@@ -159,6 +159,10 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         the chest tasks; none for other tasks) and report its refusal rate on the report half.
     reference_seed : int
         Seed of the reference set's patient split.
+    reference_cs : tuple of float
+        Candidate inverse regularisation strengths of the discriminator, chosen by cross-validation with the
+        one-standard-error rule; one value fixes it (smaller: smoother boundary, fewer in-distribution images of a
+        drifted test split refused, fewer reference-like images refused).
 
     Returns
     -------
@@ -199,7 +203,8 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
             break  # one reference set per task
     if stages:
         model = LayeredDistribution.fit(names, feats["train"], labels["train"], feats["val"], quantile,
-                                        n_components, reference=ref_feats, reference_name=ref_name or "")
+                                        n_components, reference=ref_feats, reference_name=ref_name or "",
+                                        reference_cs=reference_cs)
     else:
         single = DistributionModel.fit(feats["train"][0], labels["train"], n_components)
         model = LayeredDistribution.single(names[0], DistributionModel.from_dict(single.to_dict()))
