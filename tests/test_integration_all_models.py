@@ -49,7 +49,17 @@ def test_spec_is_complete_and_matches_its_files(spec_path: Path) -> None:
     # in-distribution test images pass the out-of-distribution check about as often as the conformal limit
     # promises for images exchangeable with the validation split (not below its 0.1 % quantile)
     _, lowest = conformal_pass_rate_range(fit["n"]["val"], fit["n"]["test"], d["quantile"])
-    assert d["threshold"] > 0 and fit["test_pass_rate"] >= lowest and fit["test_pass_rate"] >= 0.9
+    assert d["threshold"] > 0 and fit["test_pass_rate"] >= 0.9
+    if "discriminator" in d:
+        # A gate that also learned to refuse an out-of-scope reference set (the chest models: adult films) trades
+        # in-distribution passes for refusals where the test split is shifted from validation (Kermany's test
+        # folder is): the validation split still passes at the conformal level, the test split at >= 95 %, and
+        # the reference set's held-out half is refused.
+        assert fit["val_pass_rate"] >= d["quantile"] - 0.01 and fit["test_pass_rate"] >= 0.95
+        refused = [v["ood_flag_rate"] for k, v in fit.get("out_of_scope", {}).items() if "report half" in k]
+        assert refused and min(refused) >= 0.95, fit.get("out_of_scope", {}).keys()
+    else:
+        assert fit["test_pass_rate"] >= lowest
     assert spec.metrics["test"]["auroc"] > 0.9 and spec.metrics["test"]["accuracy"] > 0.7  # trained, not a stub
     rep = EvalReport.load(spec_path.with_name(f"{spec.name}.eval.json"))
     assert rep.labels == list(spec.labels) and rep.split == "test"

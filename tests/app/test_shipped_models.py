@@ -54,11 +54,20 @@ def test_each_shipped_model_analyses_its_own_test_image(make_app, shared_data: P
     at.run()
     assert_clean(at)
     assert not at.error, [e.value for e in at.error]
+    if "discriminator" in spec.gate.get("distribution", {}):
+        # the chest gates trade ~5 % of in-distribution passes (mostly normal films of the shifted Kermany test
+        # folder) for refusing adult films: when this image is one of them, confirm and go on
+        anyway = [c for c in at.checkbox if c.label.startswith("Analyse anyway")]
+        if anyway:
+            anyway[0].check()
+            at.run()
+            assert_clean(at)
+    else:
+        assert any("Applicability checks passed" in s.value for s in at.success), [w.value for w in at.warning]
     bars = plotly_specs(at)["probabilities"]["data"][0]
     assert list(plotly_array(bars["y"])) == list(spec.labels)
     assert abs(plotly_array(bars["x"]).sum() - 1) < 1e-6
-    # an image of the model's own test split passes the gate, and the stability sentence is shown
-    assert any("Applicability checks passed" in s.value for s in at.success), [w.value for w in at.warning]
+    # the stability sentence is shown
     texts = [c.value for c in at.caption] + [w.value for w in at.warning]
     assert any("Stability:" in t for t in texts), texts
     assert "Grad-CAM: where the network looked" in [s.value for s in at.subheader]
