@@ -18,6 +18,9 @@ import time
 import numpy as np
 
 from medimg import list_weights, load_spec
+from medimg.errors import MedimgError
+from medimg.gate import pooled_features
+from medimg.models import feature_extractor, get_architecture
 from medimg.ood import (
     LayeredDistribution,
     Unreadable,
@@ -25,11 +28,17 @@ from medimg.ood import (
     near_scope_sets,
     out_of_scope_sets,
 )
-from medimg.errors import MedimgError
-from medimg.gate import FEATURE_LAYERS, STAGE_LAYERS, _features
 from medimg.predict import Predictor
+from medimg.preprocess import normalise_batch
 from medimg.preprocess import run as preprocess_run
 from medimg.training.tasks import get_task, load_task_split
+
+
+def _features(pred: Predictor, x: np.ndarray) -> list[np.ndarray]:
+    """Stage channel means then the penultimate features (the gate's layers), through the feature taps."""
+    arch = get_architecture(pred.spec.architecture)
+    taps = feature_extractor(pred.model, pred.spec.architecture)
+    return pooled_features(taps, arch.stage_layers, x, pred.device)
 
 COLUMNS = ("penultimate", "max (shipped)", "mean")
 
@@ -54,14 +63,13 @@ def main() -> None:
         t0 = time.time()
         pred = Predictor.from_spec(path, device="cpu")
         task_key = spec.training["config"]["task"]
-        mean = np.asarray(spec.preprocess.mean, np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(spec.preprocess.std, np.float32).reshape(1, -1, 1, 1)
         feats, labels = {}, {}
         for split in ("train", "val", "test"):
             arrays = load_task_split(task_key, split, spec.preprocess)
-            feats[split] = _features(pred, ((arrays.x.numpy() - mean) / std).astype(np.float32))
+            feats[split] = _features(pred, normalise_batch(arrays.x.numpy(), spec.preprocess))
             labels[split] = arrays.y.numpy()
-        names = (*STAGE_LAYERS[spec.architecture], FEATURE_LAYERS[spec.architecture])
+        arch = get_architecture(spec.architecture)
+        names = (*arch.stage_layers, arch.penultimate_description)
         gate = LayeredDistribution.fit(names, feats["train"], labels["train"], feats["val"], args.quantile)
 
         limits = np.array([conformal_threshold(v, args.quantile) for v in scores(gate, feats["val"])])[:, None]
