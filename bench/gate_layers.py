@@ -21,16 +21,11 @@ from medimg import list_weights, load_spec
 from medimg.errors import MedimgError
 from medimg.gate import pooled_features
 from medimg.models import feature_extractor, get_architecture
-from medimg.ood import (
-    LayeredDistribution,
-    Unreadable,
-    conformal_threshold,
-    near_scope_sets,
-    out_of_scope_sets,
-)
+from medimg.ood import LayeredDistribution, conformal_threshold
 from medimg.predict import Predictor
 from medimg.preprocess import normalise_batch
 from medimg.preprocess import run as preprocess_run
+from medimg.training.reference_sets import Unreadable, near_scope_sets, out_of_scope_sets
 from medimg.training.tasks import get_task, load_task_split
 
 
