@@ -16,9 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-from medimg.gate import fit_gate
 from medimg.models import load_model, save_weights
-from medimg.predict import evaluate_split
+from medimg.training.evaluation import evaluate_split
+from medimg.training.gate_fit import fit_gate
 from medimg.uncertainty import views_for_modality
 
 
