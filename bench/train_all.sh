@@ -84,7 +84,7 @@ case $what in
   pretrained-seeds) run_pretrained "1 2" runs/pretrained imagenet --no-gate ;;
   scratch) run_pretrained "0 1 2" runs/scratch scratch --no-gate ;;
   # 5-fold grouped cross-validation of head CT (each id_block10 whole; fold K = test, K+1 = val, rest train)
-  cv) nice -n 15 uv run python -m medimg.training.cv --task head-ct --arch mobilenet_v2 --size 224 --epochs 20 \
+  cv) nice -n 15 uv run medimg cv --task head-ct --arch mobilenet_v2 --size 224 --epochs 20 \
         --batch-size 16 --lr 1e-3 --ema-decay 0.9 --patience 8 --threads "$THREADS" --channels-last \
         --pretrained imagenet --freeze-epochs 1 --backbone-lr-scale 0.3 --out runs/cv --seeds 0 1 2 \
         >>runs/logs/head_ct_cv.log 2>&1 ;;

@@ -1,4 +1,4 @@
-"""``medimg`` command line: train | evaluate | fit-gate | predict | explain.
+"""``medimg`` command line: train | cv | evaluate | fit-gate | predict | explain | inside.
 
 Training options and their defaults come from :class:`medimg.training.config.TrainConfig` (one place).
 """
@@ -17,16 +17,30 @@ from medimg.training.config import TrainConfig
 __all__ = ["main"]
 
 
+def _train_config(args: argparse.Namespace, gate: bool | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed ``train`` options (every field's default comes from TrainConfig)."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    values.update(class_weighting=not args.no_class_weights, half=not args.fp32,
+                  gate=(not args.no_gate) if gate is None else gate,
+                  ema_decay=None if args.ema_decay is None or args.ema_decay <= 0 else args.ema_decay)
+    return TrainConfig(**values)
+
+
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from medimg.training.loop import train
 
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    values.update(class_weighting=not args.no_class_weights, half=not args.fp32, gate=not args.no_gate,
-                  ema_decay=None if args.ema_decay is None or args.ema_decay <= 0 else args.ema_decay)
-    spec = train(TrainConfig(**values), argv)
+    spec = train(_train_config(args), argv)
     if spec is None:  # a non-zero rank under torchrun: rank 0 reports
         return 0
     print(json.dumps({"name": spec.name, "test": spec.metrics.get("test", {})}, indent=1, default=str))
+    return 0
+
+
+def _cv(args: argparse.Namespace, argv: list[str]) -> int:
+    from medimg.training.cv import run_cv
+
+    summary = run_cv(_train_config(args, gate=False), args.seeds, args.folds, argv)
+    print(json.dumps({"per_fold": summary["per_fold"], "pooled_mean_sd": summary["pooled_mean_sd"]}, indent=1))
     return 0
 
 
@@ -108,12 +122,8 @@ def _fit_gate(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used by the docs)."""
-    p = argparse.ArgumentParser(prog="medimg", description="Train, evaluate and run medical image CNNs.")
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train a model and write weights + spec + test report")
+def _add_train_options(t: argparse.ArgumentParser) -> None:
+    """The ``train`` options, their defaults read from :class:`TrainConfig`."""
     d = TrainConfig()
     t.add_argument("--task", default=d.task,
                    help="kermany-cxr, busi, brain-mri, pbc-blood, pneumoniamnist, breastmnist, head-ct, cric-cervix "
@@ -148,7 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --pretrained: backbone learning rate = lr x this (the head keeps lr)")
     t.add_argument("--channels-last", action="store_true", default=d.channels_last,
                    help="NHWC memory format on the CPU too (always on with CUDA)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs)."""
+    p = argparse.ArgumentParser(prog="medimg", description="Train, evaluate and run medical image CNNs.")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a model and write weights + spec + test report")
+    _add_train_options(t)
     t.set_defaults(fn=_train)
+    c = sub.add_parser("cv", help="grouped k-fold cross-validation of a task (TASK::fold=K), seeds x folds; "
+                       "resumable; writes <stem>.cv.json")
+    _add_train_options(c)
+    c.add_argument("--seeds", type=int, nargs="+", default=[0])
+    c.add_argument("--folds", type=int, nargs="+", default=None, help="folds to run (default: all)")
+    c.set_defaults(fn=_cv)
     e = sub.add_parser("evaluate", help="evaluate a model on a split and print metrics")
     e.add_argument("--model", required=True, help="path of the spec JSON")
     e.add_argument("--split", default="test")

@@ -9,18 +9,16 @@ pooled out-of-fold metrics per seed (every image predicted once, by the model th
 
 Usage::
 
-    uv run python -m medimg.training.cv --task head-ct --arch mobilenet_v2 --size 224 --pretrained imagenet \\
+    uv run medimg cv --task head-ct --arch mobilenet_v2 --size 224 --pretrained imagenet \\
         --epochs 20 --batch-size 16 --out runs/cv --seeds 0 1 2      # any `medimg train` option
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ import numpy as np
 
 from medimg.training.config import TrainConfig
 
-__all__ = ["run_cv", "summarise_cv", "main"]
+__all__ = ["run_cv", "summarise_cv"]
 
 log = logging.getLogger(__name__)
 
@@ -129,31 +127,3 @@ def summarise_cv(out: str | Path, stem: str) -> dict[str, Any]:
                "pooled_mean_sd": {k: _mean_sd([p.get(k, float("nan")) for p in pooled.values()]) for k in CV_KEYS}}
     (out / f"{stem}.cv.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m medimg.training.cv``: ``--seeds``, ``--folds`` and any ``medimg train`` option."""
-    from medimg.cli import build_parser
-    from medimg.errors import MedimgError
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m medimg.training.cv", description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--folds", type=int, nargs="+", default=None)
-    own, rest = ap.parse_known_args(argv)
-    args = build_parser().parse_args(["train", *rest])
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    values.update(class_weighting=not args.no_class_weights, half=not args.fp32, gate=False,
-                  ema_decay=None if args.ema_decay is None or args.ema_decay <= 0 else args.ema_decay)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        summary = run_cv(TrainConfig(**values), own.seeds, own.folds, ["cv", *argv])
-    except MedimgError as err:
-        print(f"medimg cv: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps({"per_fold": summary["per_fold"], "pooled_mean_sd": summary["pooled_mean_sd"]}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
