@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 
 from medimg.catalog import data_root
+from medimg.errors import CorruptFileError, MedimgError, UnsupportedFormatError
+from medimg.spec import PreprocessConfig
 from medimg.training.datasets import (
     SPLITS,
     DatasetError,
@@ -21,8 +23,6 @@ from medimg.training.datasets import (
     load_csv_split,
     read_label_csv,
 )
-from medimg.errors import CorruptFileError, MedimgError, UnsupportedFormatError
-from medimg.spec import PreprocessConfig
 
 CFG32 = PreprocessConfig(input_size=(32, 32))
 

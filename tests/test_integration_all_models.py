@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from medimg import list_weights
-from medimg.ood import conformal_pass_rate_range
 from medimg.evaluate import EvalReport
 from medimg.io import load_image
+from medimg.ood import conformal_pass_rate_range
 from medimg.predict import Predictor
 from medimg.spec import load_spec
 from medimg.training.tasks import get_task

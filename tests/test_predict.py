@@ -157,8 +157,8 @@ def gated(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, shared
 
 
 def test_ood_check_flags_noise_and_out_of_scope(gated: Predictor, shared_data: Path) -> None:
-    from medimg.training.reference_sets import synthetic_images
     from medimg.catalog import read_manifest
+    from medimg.training.reference_sets import synthetic_images
 
     noise = gated.predict(_texture(11, (256, 256)))
     assert "distribution" in _failed(noise)

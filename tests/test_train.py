@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from medimg.training import loop as mtrain
 from medimg.evaluate import EvalReport
 from medimg.models import load_model
 from medimg.spec import load_spec
+from medimg.training import loop as mtrain
 from medimg.training.calibration import fit_temperature
 from medimg.training.config import TrainConfig
 from medimg.training.loop import train

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medimg.models import weights as models
 from medimg.errors import SpecError, WeightsError
 from medimg.models import create_model, load_model, load_state_dict_file, save_weights, sha256_bytes
+from medimg.models import weights as models
 from medimg.spec import ModelSpec, PreprocessConfig, load_spec, save_spec
 
 REPO = Path(__file__).resolve().parents[1]
