@@ -426,7 +426,7 @@ def window_controls(image: MedicalImage, uid: str) -> Window:
     choice = c0.selectbox("Window preset", range(len(presets)), format_func=lambda i: labels[i], key=k["preset"],
                           on_change=_apply_preset, args=(uid, image),
                           help="From the file's header (Window Center/Width (0028,1050)/(0028,1051), VOI LUT); "
-                               "CT adds lung, mediastinum, bone and brain presets. The first is the default.")
+                               "CT adds lung, mediastinum, bone, brain, subdural, stroke and head bone presets. The first is the default.")
     if integral:
         center = c1.number_input(f"Center ({image.units})", step=1, format="%d", key=k["center"])
         width = c2.number_input(f"Width ({image.units})", min_value=1, step=1, format="%d", key=k["width"])

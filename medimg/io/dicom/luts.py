@@ -22,13 +22,17 @@ from medimg.io.image import Window
 from medimg.io.metadata import clean_text
 
 #: CT display presets in HU, (name, Window Center, Window Width); added after the header's windows, or first
-#: (soft tissue is then the default) when the header has no usable window.
+#: (soft tissue is then the default) when the header has no usable window. The head CT ones (brain, subdural,
+#: stroke, bone (head)) are those of haemorrhage reading.
 CT_PRESETS: tuple[tuple[str, float, float], ...] = (
     ("soft tissue", 40.0, 400.0),
     ("lung", -600.0, 1500.0),
     ("mediastinum", 50.0, 350.0),
     ("bone", 400.0, 1800.0),
     ("brain", 40.0, 80.0),
+    ("subdural", 75.0, 215.0),
+    ("stroke", 40.0, 40.0),
+    ("bone (head)", 600.0, 2800.0),
 )
 
 
