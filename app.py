@@ -3,6 +3,10 @@
 Run with ``uv run streamlit run app.py``.
 """
 
+# pandas is loaded by the first Streamlit element that needs it (a table), and plotly looks it up in sys.modules
+# without importing it: a rerun that starts while an interrupted run is still inside that first import would see
+# a half-initialised module. Importing it here, in every run's first line, makes any run wait until it is whole.
+import pandas  # noqa: F401
 import streamlit as st
 
 from medimg import ui
