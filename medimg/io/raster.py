@@ -305,7 +305,8 @@ def _load_raster(data: bytes, fmt: str, frame: int | None) -> MedicalImage:
                 f"The {fmt.upper()} image data cannot be decoded; the file may be truncated or damaged. "
                 "Export it again from the source system."
             ) from None
-    if not np.all(np.isfinite(pixels)):
+    # integer samples are always finite: only float images are checked (no 36 MB mask for a 6000^2 16-bit image)
+    if kind == "float" and not np.all(np.isfinite(pixels)):
         raise CorruptFileError(f"The {fmt.upper()} holds non-finite pixel values (NaN or infinity).")
     is_color = pixels.ndim == 3
     if kind == "8-bit":
