@@ -251,6 +251,32 @@ def _displayable(step_image: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
+#: ``st.session_state`` entry of the step thumbnails' PNG encodings (digest of the step image -> PNG bytes).
+_STEP_PNG_KEY = "medimg.widgets.step-png"
+
+
+def _step_png(step_image: np.ndarray, name: str, keep: int = 12) -> bytes:
+    """The letterboxed real-pixel thumbnail of a step as PNG bytes, encoded once per session and image (a rerun
+    that leaves the prediction unchanged, e.g. a slider, sends the same bytes again without encoding them)."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    arr = np.ascontiguousarray(step_image)
+    key = (name, arr.shape, str(arr.dtype), hashlib.blake2b(arr.data, digest_size=16).hexdigest())
+    store = st.session_state.setdefault(_STEP_PNG_KEY, {})
+    if key in store:
+        store[key] = store.pop(key)
+        return store[key]
+    buf = io.BytesIO()
+    Image.fromarray(_letterbox(step_pixels(step_image, name))).save(buf, format="PNG", compress_level=1)
+    store[key] = buf.getvalue()
+    while len(store) > keep:
+        store.pop(next(iter(store)))
+    return store[key]
+
+
 def _letterbox(u8: np.ndarray, fill: int = 251) -> np.ndarray:
     """Pad a uint8 image to a square with the page's background gray, so step thumbnails line up."""
     rows, cols = u8.shape[:2]
@@ -292,10 +318,10 @@ def show_steps(prediction: Prediction, per_row: int = 5) -> None:
         cols = st.columns(per_row)
         for col, step in zip(cols, steps[start : start + per_row], strict=False):
             with col:
-                st.image(_letterbox(step_pixels(step.image, step.name)), width="stretch")
+                st.image(_step_png(step.image, step.name), width="stretch")
                 st.markdown(f"**{step.name}**")
                 extra = " (shown min–max scaled)" if step.name == "normalise" else ""
-                rows, cols_ = step.image.shape[:2]
+                rows, cols_ = step.size  # the step's real output size (a full-size step keeps only a preview)
                 st.caption(f"{step.description}{extra} · {rows} x {cols_} px")
 
 

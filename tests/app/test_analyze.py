@@ -453,3 +453,15 @@ def test_upload_is_never_written_to_disk(make_app, shared_data: Path, tmp_path: 
     assert not writes, writes
     for d in dirs:
         assert not any(d.rglob("*")), f"files appeared under {d.name}"
+
+
+def test_steps_print_the_real_size_of_a_large_image(make_app) -> None:
+    """The full-size steps keep only a preview (memory contract), but the size printed is the image's own."""
+    rng = np.random.default_rng(4)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (2100, 1500), dtype=np.uint8)).save(buf, format="PNG")
+    at = _upload(make_app(PAGE).run(), "big.png", buf.getvalue(), "image/png")
+    assert_clean(at)
+    captions = [c.value for c in at.caption]
+    assert any("2100 x 1500 px" in c for c in captions), captions
+    assert any("64 x 64 px" in c for c in captions), captions  # the tiny model's input
