@@ -22,8 +22,6 @@ def test_no_machine_paths_in_tracked_files() -> None:
     assert len(files) > 50
     hits = []
     for f in files:
-        if f == Path(__file__):
-            continue
         for i, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             if MACHINE_PATH.search(line):
                 hits.append(f"{f.relative_to(REPO)}:{i}: {line.strip()[:120]}")
@@ -31,7 +29,8 @@ def test_no_machine_paths_in_tracked_files() -> None:
 
 
 def test_pattern_catches_machine_paths() -> None:
-    assert MACHINE_PATH.search("see /work/shared/RELIABILITY.md")
-    assert MACHINE_PATH.search('root = "/home/alice/data"')
+    work, home = "/" + "work", "/" + "home"  # built, so this file names no machine path itself
+    assert MACHINE_PATH.search(f"see {work}/shared/RELIABILITY.md")
+    assert MACHINE_PATH.search(f'root = "{home}/alice/data"')
     assert not MACHINE_PATH.search("../shared/data/kermany-cxr and weights/x.json")
-    assert not MACHINE_PATH.search("https://example.org/work/x")
+    assert not MACHINE_PATH.search(f"https://example.org{work}/x")

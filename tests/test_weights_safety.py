@@ -219,29 +219,8 @@ def _python_files() -> list[Path]:
     return files
 
 
-#: The one file allowed a ``torch.load``: the ImageNet initial weights (a published .pth, sha256-checked first),
-#: and only as ``torch.load(..., weights_only=True)`` (PyTorch's restricted unpickler: tensors and containers).
-WEIGHTS_ONLY_ALLOWED = {"medimg/models/pretrained.py"}
-
-
-def _weights_only_loads(path: Path) -> set[tuple[str, int]]:
-    """(file, line) of each ``torch.load(..., weights_only=True)`` call in an allowed file."""
-    rel = path.relative_to(REPO).as_posix()
-    if rel not in WEIGHTS_ONLY_ALLOWED:
-        return set()
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"
-                and any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-                        for k in node.keywords)):
-            out.add((rel, node.lineno))
-    return out
-
-
 def test_no_unsafe_deserialisation_in_the_code() -> None:
-    """No torch.load, pickle, joblib (or friends) in medimg/, pages/, app.py; comments and docstrings aside. The
-    single exception: ``torch.load(..., weights_only=True)`` of the sha256-checked ImageNet file."""
+    """No torch.load, pickle, joblib (or friends) in medimg/, pages/, app.py; comments and docstrings aside."""
     banned_names = {"pickle", "cPickle", "_pickle", "joblib", "dill", "cloudpickle", "shelve", "marshal",
                     "allow_pickle"}
     offenders = []
@@ -251,8 +230,7 @@ def test_no_unsafe_deserialisation_in_the_code() -> None:
         for i, t in enumerate(toks):
             if t.type == tokenize.NAME and t.string in banned_names:
                 offenders.append(f"{path.relative_to(REPO)}:{t.start[0]}: {t.string}")
-            if (t.string == "load" and i >= 2 and toks[i - 1].string == "." and toks[i - 2].string in ("torch", "jit")
-                    and (path.relative_to(REPO).as_posix(), t.start[0]) not in _weights_only_loads(path)):
+            if (t.string == "load" and i >= 2 and toks[i - 1].string == "." and toks[i - 2].string in ("torch", "jit")):
                 offenders.append(f"{path.relative_to(REPO)}:{t.start[0]}: torch.load")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch") and any(

@@ -1,8 +1,8 @@
 """Pretrained initialisation: ImageNet weights for registry architectures, or any local ``.safetensors`` file.
 
 Every file is checked against its FULL sha256 before a byte of it is parsed (fail closed), and only two parsers
-ever see it: safetensors, or ``torch.load(..., weights_only=True)`` (tensors and plain containers only, no
-arbitrary pickled objects) for torchvision's ``.pth`` release files.
+ever see it: safetensors, or torch's own weights API with ``weights_only=True`` (tensors and plain containers only,
+no arbitrary pickled objects) for torchvision's ``.pth`` release files; medimg itself never unpickles.
 
 Where the ImageNet file comes from, in order (the bytes are the same, so is the check):
 
@@ -28,7 +28,6 @@ Raghu M. et al., "Transfusion: Understanding Transfer Learning for Medical Imagi
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -238,22 +237,32 @@ def locate_imagenet_file(weights: PretrainedWeights, download: bool = True) -> t
     return cached, "download"
 
 
-def _read_verified(path: Path, sha256: str, label: str) -> dict[str, torch.Tensor]:
-    """The state dict in ``path`` after its full sha256 matched (fail closed); safetensors or weights-only .pth."""
+def _read_verified(path: Path, weights: PretrainedWeights, label: str) -> dict[str, torch.Tensor]:
+    """The state dict in ``path`` after its full sha256 matched (fail closed).
+
+    A ``.pth`` release file is then read by torch's own weights API (``torch.hub.load_state_dict_from_url`` on
+    the folder that holds it, so nothing is downloaded) with ``weights_only=True``: medimg itself never unpickles.
+
+    Raises
+    ------
+    WeightsError
+        Unreadable, too large, sha256 mismatch, not a weights-only file, or not a dict of tensors.
+    """
     if path.suffix == ".safetensors":
-        return load_state_dict_file(path, sha256=sha256)
+        return load_state_dict_file(path, sha256=weights.sha256)
     try:
         if path.stat().st_size > MAX_WEIGHTS_BYTES:
             raise WeightsError(f"{label} is larger than {MAX_WEIGHTS_BYTES // 2**20} MB.")
         data = path.read_bytes()
     except OSError as err:
         raise WeightsError(f"{label} cannot be read.") from err
-    if hashlib.sha256(data).hexdigest() != sha256.lower():
-        raise WeightsError(f"{label} does not match its published sha256 ({sha256[:12]}...); it was changed or "
-                           "damaged. Delete it and fetch it again.")
+    if hashlib.sha256(data).hexdigest() != weights.sha256.lower():
+        raise WeightsError(f"{label} does not match its published sha256 ({weights.sha256[:12]}...); it was changed "
+                           "or damaged. Delete it and fetch it again.")
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - the unpickler raises many types on a bad file
+        state = torch.hub.load_state_dict_from_url(weights.url, model_dir=str(path.parent), file_name=path.name,
+                                                   map_location="cpu", progress=False, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the restricted unpickler raises many types on a bad file
         raise WeightsError(f"{label} is not a weights-only PyTorch file.") from err
     if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         raise WeightsError(f"{label} does not hold a state dict of tensors.")
@@ -408,7 +417,7 @@ def load_pretrained(architecture: str, model: nn.Module, source: str, sha256: st
     if source == "imagenet":
         w = imagenet_weights(architecture)
         path, where = locate_imagenet_file(w, download=download)
-        state = _read_verified(path, w.sha256, f"The {w.name} file ({where})")
+        state = _read_verified(path, w, f"The {w.name} file ({where})")
         mean, std = imagenet_normalisation(architecture, in_chans)
         name, digest = w.name, w.sha256
     else:

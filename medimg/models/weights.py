@@ -1,6 +1,6 @@
 """Safe weights I/O: safetensors only, sha256 checked before parsing, strict loading (RELIABILITY.md, "Weights").
 
-No ``torch.load``, no pickle: a weights file is bytes with a bounded JSON header, checked against the sha256 in
+Nothing is unpickled: a weights file is bytes with a bounded JSON header, checked against the sha256 in
 its spec before anything is parsed.
 """
 
