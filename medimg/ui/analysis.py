@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import streamlit as st
 import medimg
 from medimg.io import MedicalImage, Window
 from medimg.ui.resources import ModelOption, compute_slot, get_predictor
+from medimg.ui.session import memo
 
 if TYPE_CHECKING:  # pragma: no cover
     from medimg.predict import Prediction
@@ -70,34 +70,9 @@ class Timed:
     cached: bool = False
 
 
-@dataclass
-class _Store:
-    upload_id: str = ""
-    results: dict[str, OrderedDict[Hashable, Timed]] = field(default_factory=dict)
-
-
-def _store(upload_id: str) -> _Store:
-    s = st.session_state.get(STATE_KEY)
-    if not isinstance(s, _Store) or s.upload_id != upload_id:
-        s = _Store(upload_id=upload_id)
-        st.session_state[STATE_KEY] = s
-    return s
-
-
 def _cached(upload_id: str, kind: str, key: Hashable, compute: Any) -> Timed:
-    store = _store(upload_id)
-    table = store.results.setdefault(kind, OrderedDict())
-    if key in table:
-        table.move_to_end(key)
-        hit = table[key]
-        return Timed(hit.value, hit.seconds, cached=True)
-    t0 = time.perf_counter()
-    value = compute()
-    out = Timed(value, time.perf_counter() - t0)
-    table[key] = out
-    while len(table) > _KEEP:
-        table.popitem(last=False)
-    return out
+    value, seconds, cached = memo(STATE_KEY, upload_id, kind, key, compute, _KEEP)
+    return Timed(value, seconds, cached)
 
 
 def clear() -> None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +22,7 @@ from medimg.io import MedicalImage, Window, full_range_window
 from medimg.ui import analysis
 from medimg.ui.errors import guard
 from medimg.ui.resources import ModelOption, compute_slot, get_predictor
+from medimg.ui.session import memo, memo_has
 from medimg.viz import probability_bars
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,27 +42,9 @@ _KEEP = 8
 CAM_MARK = "◀ heat map"
 
 
-@dataclass
-class _Store:
-    upload_id: str = ""
-    results: dict[str, OrderedDict[Hashable, Any]] = field(default_factory=dict)
-
-
 def _cached(upload_id: str, kind: str, key: Hashable, compute: Callable[[], Any]) -> Any:
-    """Per-session, per-file memo (never ``st.cache_data``: these are results about a patient's image)."""
-    s = st.session_state.get(STATE_KEY)
-    if not isinstance(s, _Store) or s.upload_id != upload_id:
-        s = _Store(upload_id=upload_id)
-        st.session_state[STATE_KEY] = s
-    table = s.results.setdefault(kind, OrderedDict())
-    if key in table:
-        table.move_to_end(key)
-        return table[key]
-    value = compute()
-    table[key] = value
-    while len(table) > _KEEP:
-        table.popitem(last=False)
-    return value
+    """Per-session, per-file memo (:func:`medimg.ui.session.memo`)."""
+    return memo(STATE_KEY, upload_id, kind, key, compute, _KEEP)[0]
 
 
 def _digest(x: np.ndarray) -> str:
@@ -311,9 +292,7 @@ def occlusion_section(option: ModelOption, upload: Upload, prediction: Predictio
                               format_func=lambda i: labels[i], key=f"inside-occ-target-{upload.upload_id}"))
     n = (math.ceil((h - patch) / stride) + 1) * (math.ceil((w - patch) / stride) + 1)
     key = (str(option.path), _digest(x), patch, stride, target)
-    store = st.session_state.get(STATE_KEY)
-    have = (isinstance(store, _Store) and store.upload_id == upload.upload_id
-            and key in store.results.get("occlusion", {}))
+    have = memo_has(STATE_KEY, upload.upload_id, "occlusion", key)
     st.caption(f"{n} copies of the image, each with one {patch} x {patch} patch set to the mean intensity, go "
                "through the network; each pixel's colour is the average drop of the class probability over the "
                "patches that hid it (Zeiler & Fergus 2014).")

@@ -12,8 +12,6 @@ or a test-set case opened from the dashboard (:func:`open_case`).
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import streamlit as st
 
 from medimg.spec import load_spec
 from medimg.ui.resources import ModelOption, compute_slot, get_predictor
+from medimg.ui.session import memo
 
 if TYPE_CHECKING:  # pragma: no cover
     from medimg.explain import LocalisationReview, MethodGrid
@@ -50,27 +49,9 @@ SCALE_LABELS: dict[str, str] = {
 }
 
 
-def _store() -> dict[str, OrderedDict[Hashable, Any]]:
-    s = st.session_state.get(STATE_KEY)
-    if not isinstance(s, dict):
-        s = {}
-        st.session_state[STATE_KEY] = s
-    return s
-
-
 def _cached(kind: str, key: Hashable, compute: Callable[[], Any]) -> tuple[Any, float, bool]:
-    table = _store().setdefault(kind, OrderedDict())
-    if key in table:
-        table.move_to_end(key)
-        value, seconds = table[key]
-        return value, seconds, True
-    t0 = time.perf_counter()
-    value = compute()
-    seconds = time.perf_counter() - t0
-    table[key] = (value, seconds)
-    while len(table) > _KEEP:
-        table.popitem(last=False)
-    return value, seconds, False
+    """The lab's per-session memo (:func:`medimg.ui.session.memo`; its keys name the image themselves)."""
+    return memo(STATE_KEY, "", kind, key, compute, _KEEP)
 
 
 def open_case(option: ModelOption, case_id: str, split: str = "test") -> None:

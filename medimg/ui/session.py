@@ -10,8 +10,11 @@ kept; the upload is forgotten when the user removes it or the session ends.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
@@ -19,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 __all__ = ["UPLOAD_KEY", "UPLOADER_KEY", "Upload", "current_upload", "remember_upload", "forget_upload",
-           "upload_widget"]
+           "upload_widget", "memo", "memo_has"]
 
 #: ``st.session_state`` entry holding this session's :class:`Upload`.
 UPLOAD_KEY = "medimg.current_upload"
@@ -118,3 +121,64 @@ def upload_widget(label: str, help: str | None = None) -> Upload | None:  # noqa
             forget_upload()
             st.rerun()
     return up
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The per-session memo of the pages' results
+
+
+@dataclass
+class _Memo:
+    scope: str = ""
+    tables: dict[str, OrderedDict[Hashable, tuple[Any, float]]] = field(default_factory=dict)
+
+
+def _memo_store(state_key: str, scope: str) -> _Memo:
+    m = st.session_state.get(state_key)
+    if not isinstance(m, _Memo) or m.scope != scope:
+        m = _Memo(scope=scope)
+        st.session_state[state_key] = m
+    return m
+
+
+def memo(state_key: str, scope: str, kind: str, key: Hashable, compute: Callable[[], Any],
+         keep: int = 8) -> tuple[Any, float, bool]:
+    """This session's memo of a page's results (never ``st.cache_data``: they are about a patient's image).
+
+    Parameters
+    ----------
+    state_key : str
+        The ``st.session_state`` entry of the page's memo.
+    scope : str
+        What the results belong to (the upload's id): a different scope drops every table of ``state_key``.
+    kind : str
+        The table (``"prediction"``, ``"cam"``, ...); each keeps its ``keep`` most recent results.
+    key : hashable
+        Everything the result depends on (model path, frame, window, method, ...).
+    compute : callable
+        Run, and timed, when ``key`` is not in the table.
+
+    Returns
+    -------
+    (value, seconds, cached)
+        ``seconds``: wall time of the computation (the stored one when ``cached``).
+    """
+    table = _memo_store(state_key, scope).tables.setdefault(kind, OrderedDict())
+    if key in table:
+        table.move_to_end(key)
+        value, seconds = table[key]
+        return value, seconds, True
+    t0 = time.perf_counter()
+    value = compute()
+    seconds = time.perf_counter() - t0
+    table[key] = (value, seconds)
+    while len(table) > keep:
+        table.popitem(last=False)
+    return value, seconds, False
+
+
+def memo_has(state_key: str, scope: str, kind: str, key: Hashable) -> bool:
+    """Whether :func:`memo` holds ``key`` (e.g. to offer a slow computation behind a button only when needed)."""
+    m = st.session_state.get(state_key)
+    return isinstance(m, _Memo) and m.scope == scope and key in m.tables.get(kind, {})
+

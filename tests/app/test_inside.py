@@ -75,8 +75,8 @@ def test_current_image_from_another_page_drives_every_section(make_app, predicto
     assert titles[0] == "network input<br>64 x 64 px" and len(titles) == 4
     # the what-ifs: "as trained" equals the Predictor's single-view output; sizes printed
     ref = predictor.predict(load_image(_png()), tta=False)
-    variants = at.session_state["medimg.inside"].results["whatif"]
-    first = next(iter(variants.values()))[0]
+    variants = at.session_state["medimg.inside"].tables["whatif"]  # the page's memo: key -> (value, seconds)
+    first = next(iter(variants.values()))[0][0]
     np.testing.assert_allclose(first.probs, ref.probs, atol=1e-9)
     captions = [c.value for c in at.caption]
     assert any(c.startswith("64 x 64 px → **") for c in captions)
