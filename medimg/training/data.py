@@ -56,7 +56,8 @@ def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:
 
 
 def load_manifest_split(folder: str | Path, split: str, config: PreprocessConfig,
-                        labels: Sequence[str] | None = None, limit: int | None = None) -> SplitArrays:
+                        labels: Sequence[str] | None = None, limit: int | None = None,
+                        rows: Sequence[dict[str, str]] | None = None) -> SplitArrays:
     """Load and preprocess one split of a MANIFEST.csv image folder.
 
     Parameters
@@ -72,6 +73,9 @@ def load_manifest_split(folder: str | Path, split: str, config: PreprocessConfig
     limit : int, optional
         Keep only ``limit`` rows of the split, evenly spaced through the manifest so every class is present
         (for quick checks).
+    rows : sequence of dict, optional
+        The manifest's rows when the caller re-assigned splits (cross-validation folds); read from
+        ``folder/MANIFEST.csv`` by default.
 
     Raises
     ------
@@ -79,7 +83,7 @@ def load_manifest_split(folder: str | Path, split: str, config: PreprocessConfig
         An image cannot be decoded (the message names the manifest row).
     """
     folder = Path(folder)
-    rows = read_manifest(folder)
+    rows = list(rows) if rows is not None else read_manifest(folder)
     labels = tuple(labels) if labels is not None else tuple(sorted({r["label"] for r in rows}))
     index = {name: i for i, name in enumerate(labels)}
     rows = [r for r in rows if r["split"] == split]

@@ -252,29 +252,9 @@ def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: 
 def _load_grouped_split(folder: Path, task: Task, split: str, config: PreprocessConfig, fold: int | None,
                         limit: int | None) -> mdata.SplitArrays:
     """A split of a manifest whose groups must stay whole (checked), or of cross-validation fold ``fold``."""
-    import torch
-
-    from medimg.errors import MedimgError
-    from medimg.io import load_image
-    from medimg.preprocess import run as preprocess_run
-
     rows = mdata.read_manifest(folder)
     if fold is not None:
         rows = fold_splits(rows, fold, task.n_folds)
     if task.group_col:
         check_groups(rows, task.group_col)
-    labels = task.labels or tuple(sorted({r["label"] for r in rows}))
-    index = {name: i for i, name in enumerate(labels)}
-    rows = [r for r in rows if r["split"] == split]
-    if limit is not None and limit < len(rows):
-        rows = rows[:: len(rows) // limit][:limit]
-    images, ys = [], []
-    for r in rows:
-        try:
-            img = load_image(folder / r["path"])
-        except MedimgError as err:
-            raise type(err)(f"{r['path']}: {err}") from err
-        images.append(preprocess_run(img, config).image)
-        ys.append(index[r["label"]])
-    return mdata.SplitArrays(mdata._stack(images), torch.tensor(ys, dtype=torch.int64), labels,
-                             [r["path"] for r in rows])
+    return mdata.load_manifest_split(folder, split, config, labels=task.labels, limit=limit, rows=rows)
