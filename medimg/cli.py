@@ -1,4 +1,4 @@
-"""``medimg`` command line: train | cv | evaluate | fit-gate | predict | explain | inside.
+"""``medimg`` command line: train | cv | pack | finalise | evaluate | fit-gate | predict | explain | inside.
 
 Training options and their defaults come from :class:`medimg.training.config.TrainConfig` (one place).
 """
@@ -52,6 +52,29 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         report.save(args.out)
     m = {k: v for k, v in report.metrics.items() if k != "ci95"}
     print(json.dumps(m, indent=1))
+    return 0
+
+
+def _pack(args: argparse.Namespace, argv: list[str]) -> int:
+    from medimg.spec import PreprocessConfig
+    from medimg.training.pack import write_pack
+    from medimg.training.tasks import get_task
+
+    task = get_task(args.task)
+    pp = PreprocessConfig(input_size=(args.input_size, args.input_size), in_chans=task.in_chans,
+                          mean=(0.5,) * task.in_chans, std=(0.25,) * task.in_chans, geometry=task.geometry)
+    meta = write_pack(args.task, pp, args.out, fmt=args.format, quality=args.quality, limit=args.limit)
+    print(json.dumps({k: meta[k] for k in ("task", "input_size", "in_chans", "format", "quality", "n")}))
+    return 0
+
+
+def _finalise(args: argparse.Namespace, argv: list[str]) -> int:
+    from medimg.training.pack import finalise
+
+    for m in args.model:
+        spec = finalise(m, device=args.device, limit=args.limit)
+        print(json.dumps({"name": spec.name, "temperature": spec.temperature, "test": spec.metrics["test"]},
+                         default=str))
     return 0
 
 
@@ -158,6 +181,8 @@ def _add_train_options(t: argparse.ArgumentParser) -> None:
                    help="with --pretrained: backbone learning rate = lr x this (the head keeps lr)")
     t.add_argument("--channels-last", action="store_true", default=d.channels_last,
                    help="NHWC memory format on the CPU too (always on with CUDA)")
+    t.add_argument("--data-pack", default=d.data_pack,
+                   help="train from a data pack (medimg pack) instead of the data folder; then medimg finalise")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="write the EvalReport JSON here")
     e.add_argument("--device", default="auto")
     e.set_defaults(fn=_evaluate)
+    pk = sub.add_parser("pack", help="write a task's preprocessed splits to one file (to train on another machine)")
+    pk.add_argument("--task", required=True)
+    pk.add_argument("--size", dest="input_size", type=int, required=True, help="input side in pixels")
+    pk.add_argument("--format", choices=("jpeg", "webp", "png"), default="webp")
+    pk.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality")
+    pk.add_argument("--limit", type=int, default=None)
+    pk.add_argument("--out", required=True, help="output .npz")
+    pk.set_defaults(fn=_pack)
+    fz = sub.add_parser("finalise", help="temperature and test report of a model trained from a pack, on the "
+                        "real validation and test images (rewrites its spec and .eval.json)")
+    fz.add_argument("--model", required=True, nargs="+", help="spec JSON(s)")
+    fz.add_argument("--device", default="auto")
+    fz.add_argument("--limit", type=int, default=None)
+    fz.set_defaults(fn=_finalise)
     pr = sub.add_parser("predict", help="print calibrated probabilities for image files")
     pr.add_argument("--model", required=True)
     pr.add_argument("--device", default="auto")

@@ -8,7 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["fit_temperature"]
+from medimg.evaluate import EvalReport, compute_metrics
+from medimg.predict import batch_logits, softmax
+from medimg.spec import ModelSpec
+from medimg.training.data import SplitArrays
+
+__all__ = ["fit_temperature", "calibrate_and_report"]
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -36,3 +41,39 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
     opt.step(closure)
     return float(np.clip(log_t.exp().item(), 0.05, 20.0))
+
+
+def calibrate_and_report(net: nn.Module, spec: ModelSpec, val: SplitArrays, test: SplitArrays,
+                         device: torch.device) -> tuple[ModelSpec, EvalReport]:
+    """Fit the temperature on the validation split and evaluate on the test split.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The trained network (eval mode), on ``device``.
+    spec : ModelSpec
+        Its spec (preprocessing, labels, positive label).
+    val, test : medimg.training.data.SplitArrays
+        Preprocessed validation and test splits (x float32 in [0, 1]).
+    device : torch.device
+
+    Returns
+    -------
+    (ModelSpec, EvalReport)
+        The spec with ``temperature`` and ``metrics["test"]`` (calibrated; ``ece_uncalibrated`` beside), and
+        the test EvalReport (calibrated probabilities per image).
+
+    Notes
+    -----
+    Temperature scaling: Guo et al., "On Calibration of Modern Neural Networks", ICML 2017.
+    """
+    pp, pos = spec.preprocess, spec.positive_label
+    val_logits = batch_logits(net, val.x, pp, device)
+    temperature = fit_temperature(val_logits, val.y.numpy())
+    test_logits = batch_logits(net, test.x, pp, device)
+    probs = softmax(test_logits, temperature)
+    report = EvalReport.build(spec.name, "test", list(spec.labels), test.y.numpy(), probs, test.ids, pos)
+    uncal = compute_metrics(test.y.numpy(), softmax(test_logits), pos)
+    summary = {k: v for k, v in report.metrics.items() if k not in ("confusion_matrix",)}
+    summary["ece_uncalibrated"] = uncal["ece"]
+    return spec.replace(temperature=temperature, metrics={**spec.metrics, "test": summary}), report

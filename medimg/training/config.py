@@ -55,6 +55,9 @@ class TrainConfig:
     backbone_lr_scale : float
         With ``pretrained``: the backbone's learning rate is ``lr * backbone_lr_scale`` (discriminative
         learning rates; the head keeps ``lr``).
+    data_pack : str, optional
+        Train from a data pack (:func:`medimg.training.pack.write_pack`) instead of the data folder: for a
+        machine without the data; finish the model on the real images with ``medimg finalise``.
     channels_last : bool
         NHWC memory format on the CPU as well (always on with CUDA); faster for MobileNetV2 on x86 CPUs
         (``bench/pretrained_speed.py``).
@@ -85,6 +88,7 @@ class TrainConfig:
     freeze_epochs: int = 0
     backbone_lr_scale: float = 1.0
     channels_last: bool = False
+    data_pack: str | None = None
 
     @property
     def stem(self) -> str:

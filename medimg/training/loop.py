@@ -36,7 +36,7 @@ from medimg.models import create_model, get_architecture, save_weights
 from medimg.predict import batch_logits, choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig
 from medimg.training import data as mdata
-from medimg.training.calibration import fit_temperature
+from medimg.training.calibration import calibrate_and_report
 from medimg.training.config import TrainConfig
 from medimg.training.gate_fit import fit_gate
 from medimg.training.tasks import get_task, load_task_split
@@ -85,9 +85,12 @@ def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, s
 
 
 def _code_version() -> str:
-    """The git commit of the code that trains (``"unknown"`` outside a git checkout)."""
+    """The git commit of the code that trains: ``MEDIMG_CODE_COMMIT`` when set (a copy of the checkout without
+    its git history, e.g. on a GPU host), else ``git rev-parse HEAD`` (``"unknown"`` outside a git checkout)."""
     import subprocess
 
+    if os.environ.get("MEDIMG_CODE_COMMIT"):
+        return os.environ["MEDIMG_CODE_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
                              text=True, timeout=5, check=False)
@@ -163,7 +166,19 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     pp = PreprocessConfig(input_size=(cfg.input_size, cfg.input_size), in_chans=len(mean), mean=mean, std=std,
                           geometry=task.geometry)
     t0 = time.time()
-    splits = {s: load_task_split(cfg.task, s, pp, cfg.limit) for s in ("train", "val", "test")}
+    pack = None
+    if cfg.data_pack:  # training on another machine from a pack of the preprocessed splits (see training.pack)
+        from medimg.training.pack import pack_info, read_pack
+
+        pack = pack_info(cfg.data_pack)
+        if pack["task"] != cfg.task:
+            raise SpecError(f"the data pack holds task {pack['task']!r}, not {cfg.task!r}")
+        splits = {s: read_pack(cfg.data_pack, s, pp) for s in ("train", "val", "test")}
+        if cfg.limit:
+            splits = {s: mdata.SplitArrays(a.x[:cfg.limit], a.y[:cfg.limit], a.labels, a.ids[:cfg.limit])
+                      for s, a in splits.items()}
+    else:
+        splits = {s: load_task_split(cfg.task, s, pp, cfg.limit) for s in ("train", "val", "test")}
     labels = splits["train"].labels
     log.info("data loaded in %.1fs: %s", time.time() - t0, {s: len(a.y) for s, a in splits.items()})
     pos = labels.index(task.positive) if task.positive in labels and len(labels) == 2 else None
@@ -294,24 +309,17 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         dist.destroy_process_group()
         if not main_process:
             return None  # type: ignore[return-value]
-    val_logits = batch_logits(net, splits["val"].x, pp, device)
-    temperature = fit_temperature(val_logits, splits["val"].y.numpy())
-    test_logits = batch_logits(net, splits["test"].x, pp, device)
-    probs = softmax(test_logits, temperature)
-    report = EvalReport.build(stem, "test", list(labels), splits["test"].y.numpy(), probs, splits["test"].ids, pos)
-    uncal = compute_metrics(splits["test"].y.numpy(), softmax(test_logits), pos)
     data_ref = (f"medmnist:{task.medmnist_flag}" if task.medmnist_flag else task.csv if task.csv
                 else f"shared/data/{task.folder}")
-    data_sum = (mdata.manifest_checksum(mdata.data_root() / task.folder) if task.folder
+    data_sum = (pack["source_checksum"] if pack is not None
+                else mdata.manifest_checksum(mdata.data_root() / task.folder) if task.folder
                 else hashlib.sha256(Path(task.csv).read_bytes()).hexdigest() if task.csv
                 else "medmnist md5 (package INFO)")
-    summary = {k: v for k, v in report.metrics.items() if k not in ("confusion_matrix",)}
-    summary["ece_uncalibrated"] = uncal["ece"]
     spec = ModelSpec(
         name=stem, title=(f"{task.title} ({cfg.arch}{', ImageNet-pretrained' if cfg.pretrained == 'imagenet' else ''}"
                           f", {cfg.input_size} px)"), architecture=cfg.arch,
         labels=tuple(labels), preprocess=pp, intended_use=task.intended_use, modalities=task.modalities,
-        body_parts=task.body_parts, positive_label=pos, temperature=temperature, threshold=None,
+        body_parts=task.body_parts, positive_label=pos, temperature=1.0, threshold=None,
         cam_layer=get_architecture(cfg.arch).cam_layer,
         training={"command": "medimg " + " ".join(shlex.quote(a) for a in (argv or [])),
                   "data": data_ref, "data_checksum_sha256_manifest": data_sum, "seed": cfg.seed,
@@ -319,9 +327,13 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                   "wall_seconds": round(wall, 1), "device": str(device), "processes": world,
                   "torch": torch.__version__, "code_commit": code_commit, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()},
                   "initial_weights": initial.as_dict() if initial is not None else None,
+                  "data_pack": ({k: pack[k] for k in ("sha256", "format", "quality")} if pack is not None else None),
                   "cam_grid": _cam_grid(net, get_architecture(cfg.arch).cam_layer, pp, device)},
-        metrics={"test": summary}, tta=views_for_modality(task.modality),
+        metrics={}, tta=views_for_modality(task.modality),
     )
+    spec, report = calibrate_and_report(net, spec, splits["val"], splits["test"], device)
+    summary = spec.metrics["test"]
+    temperature = spec.temperature
     spec = save_weights(net, spec, out, half=cfg.half)
     report.save(out / f"{stem}.eval.json")
     for p in (ckpt, ckpt.with_suffix(".json")):
