@@ -72,37 +72,37 @@ with right:
             stability_slot = ui.widgets.show_prediction(prediction, option.spec)
             ui.widgets.show_agreement(ui.analysis.read_for(option, uploaded, frame))
 
-heat = None
+heat, report_heat = None, None
 if show_result:
     st.subheader("Grad-CAM: where the network looked")
     methods = ui.analysis.cam_methods()
-    c1, c2, c3 = st.columns(3)
+    c1, c2 = st.columns(2)
     method_label = c1.selectbox("Method", list(methods), index=0, key="cam-method")
     agnostic = methods[method_label] in ui.saliency.class_agnostic()
     target = c2.selectbox("Explain class", range(len(prediction.labels)), index=prediction.label_index,
                           format_func=lambda i: prediction.labels[i], disabled=agnostic,
                           help=f"{method_label} is class-agnostic: its map is the same for every class." if agnostic
                           else None, key=ui.analysis.state_key("cam-target", option, uploaded, frame))
-    alpha = c3.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key="cam-alpha")
     with ui.guard("computing the heat map", stop=False) as g:
         cam = ui.analysis.explain(uploaded, option, prediction, methods[method_label], target)
-        blended = ui.analysis.overlay(rendered, cam.value, alpha)
+        base = ui.analysis.overlay_base_for(uploaded, rendered, cam.value)
     if not g.failed:
         timings["Grad-CAM"] = (cam.seconds, cam.cached)
-        timings["overlay"] = (blended.seconds, False)
+        timings["overlay"] = (base.seconds, base.cached)
         empty = bool(getattr(cam.value, "empty", False))
-        heat = None if empty else (blended.value, cam.value.scale == "relative",
-                                   (method_label, "every class" if agnostic else prediction.labels[target]))
+        target_label = "every class" if agnostic else prediction.labels[target]
+        if not empty:
+            heat = ui.analysis.HeatLayer(base.value, cam.value.scale == "relative", method_label, target_label)
+            # the report's heat map: the viewer panel puts in the overlay it draws (again whenever the opacity
+            # slider, which reruns the panel alone, moves)
+            report_heat = [None, heat.relative, (method_label, target_label)]
         ui.widgets.show_cam_note(method_label, prediction.labels[target], prediction.gate.passed, empty=empty,
                                  class_agnostic=agnostic, grid=getattr(cam.value, "grid", None))
 
 with panel_slot:
-    figure = ui.viewer.panel_figure(
-        rendered, None if heat is None else heat[0], relative=True if heat is None else heat[1],
-        image_title=f"{window.name}: {ui.viewer.format_window(window, image)}",
-        heat_title="" if heat is None else f"{heat[2][0]} for {heat[2][1]}", revision=uid,
-        shape=image.shape[:2])
-    ui.viewer.show_panel(figure, uid, image.pixels, ui.viewer.integral_units(image))
+    ui.analysis.viewer_panel(rendered, heat, uid=uid, shape=image.shape[:2], pixels=image.pixels,
+                             integral=ui.viewer.integral_units(image), report_heat=report_heat,
+                             image_title=f"{window.name}: {ui.viewer.format_window(window, image)}")
     if image.n_frames > 1 and st.toggle("Cine: play all frames through this window", key=f"cine-{uid}"):
         with ui.guard("reading the frames", stop=False):
             ui.viewer.show_cine(ui.analysis.cine_frames(uploaded, image.n_frames, settings), uid)
@@ -126,6 +126,7 @@ with st.expander("Timings of each step"):
     ui.widgets.show_timings(timings)
 
 if show_result:
-    ui.widgets.report_downloads(uploaded, option, image, settings, prediction, header_checks, heat, timings)
+    ui.widgets.report_downloads(uploaded, option, image, settings, prediction, header_checks, report_heat,
+                                timings)
 
 ui.widgets.show_reads_table()

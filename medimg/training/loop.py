@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from medimg.errors import SpecError
-from medimg.evaluate import EvalReport, compute_metrics
+from medimg.evaluate import compute_metrics
 from medimg.models import create_model, get_architecture, save_weights
 from medimg.predict import batch_logits, choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig

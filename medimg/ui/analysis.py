@@ -26,8 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from medimg.predict import Prediction
     from medimg.ui.session import Upload
 
-__all__ = ["STATE_KEY", "CONFIRM_KEY", "READS_KEY", "CAM_METHODS", "Timed", "cam_methods", "clear", "decode",
-           "predict", "explain", "overlay", "window_key", "model_id", "state_key", "upload_label", "confirmation",
+__all__ = ["STATE_KEY", "CONFIRM_KEY", "READS_KEY", "CAM_METHODS", "ALPHA_KEY", "DEFAULT_ALPHA", "VIEWER_FRAGMENT_KEY", "Timed",
+           "OverlayBase", "HeatLayer", "cam_methods", "clear", "decode", "predict", "explain", "overlay", "overlay_base",
+           "overlay_base_for", "viewer_panel", "window_key", "model_id", "state_key", "upload_label", "confirmation",
            "record_confirmation", "Read", "record_read", "read_for", "reads_table", "image_number"]
 
 #: The one ``st.session_state`` entry holding this session's per-image results.
@@ -215,6 +216,131 @@ def explain(upload: Upload, option: ModelOption, prediction: Prediction, method:
     return _cached(upload.upload_id, "cam", key, run)
 
 
+@dataclass(frozen=True)
+class OverlayBase:
+    """What a heat-map overlay needs that does not depend on its opacity: the display image and the heat map on
+    the same (downsampled) grid, the heat map already quantised to the colour map's 256 entries.
+
+    Moving the opacity slider only calls :meth:`blend` (a table look-up, a few ms for a 1024 px image); the
+    resampling of the heat map onto the image grid and the display conversion are done once per image, model,
+    frame, window, method and class (:func:`overlay_base_for`).
+
+    Attributes
+    ----------
+    display : (h, w) or (h, w, 3) ndarray
+        uint8 (the viewer's rendered image; a gray image rendered as RGB is kept as one channel), or float32 in
+        [0, 1] for a float display image.
+    index : (h, w) uint8 ndarray
+        The heat map on the display grid as colour-map indices (``rint(clip(heat, 0, 1) * 255)``, as
+        :func:`medimg.explain.overlay` does).
+    colormap : str
+        A matplotlib colour-map name.
+    """
+
+    display: np.ndarray
+    index: np.ndarray
+    colormap: str = "jet"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (kept per session in :data:`STATE_KEY`)."""
+        return int(self.display.nbytes + self.index.nbytes)
+
+    def blend(self, alpha: float) -> np.ndarray:
+        """The heat map blended over the display image at opacity ``alpha``.
+
+        Parameters
+        ----------
+        alpha : float in [0, 1]
+            Weight of the colour map: ``(1 - alpha) * display + alpha * colormap(heat)``.
+
+        Returns
+        -------
+        (h, w, 3) uint8 ndarray
+            Bit for bit what :func:`medimg.explain.overlay` gives for ``display / 255`` (then rounded to uint8).
+
+        Raises
+        ------
+        medimg.explain.ExplainError
+            ``alpha`` outside [0, 1], or an unknown colour map.
+        """
+        from medimg import explain as ex
+        from medimg.explain.overlay import colormap_lut
+
+        a = float(alpha)
+        if not 0.0 <= a <= 1.0:
+            raise ex.ExplainError(f"alpha must be in [0, 1], got {alpha}.")
+        colour = colormap_lut(self.colormap) * np.float32(a)  # (256, 3), as medimg.explain.overlay weights it
+        if self.display.dtype != np.uint8:  # a float display: the arithmetic of medimg.explain.overlay per pixel
+            rgb = ex.overlay(self.display, self.index.astype(np.float32) / np.float32(255.0), alpha=a,
+                             colormap=self.colormap)
+            return (rgb * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+        # uint8 display: every (heat index, display value) pair blended once, then one look-up per pixel
+        shade = np.clip(np.arange(256, dtype=np.float32) / np.float32(255.0), 0.0, 1.0) * np.float32(1.0 - a)
+        table = colour[:, None, :] + shade[None, :, None]  # (heat index, display value, RGB)
+        np.clip(table, 0.0, 1.0, out=table)
+        table = (table * np.float32(255.0) + np.float32(0.5)).astype(np.uint8).reshape(256 * 256, 3)
+        index = self.index.astype(np.intp) << 8
+        if self.display.ndim == 2:
+            return np.take(table, index | self.display, axis=0)
+        return np.stack([np.take(table[:, c], index | self.display[..., c]) for c in range(3)], axis=-1)
+
+
+def overlay_base(display: np.ndarray, cam_result: Any, colormap: str = "jet",
+                 max_side: int = 1024) -> OverlayBase:
+    """The opacity-independent part of :func:`overlay` (see :class:`OverlayBase`).
+
+    Parameters
+    ----------
+    display, cam_result, colormap, max_side
+        As for :func:`overlay`.
+
+    Returns
+    -------
+    OverlayBase
+    """
+    from medimg.viz import to_uint8
+
+    if display.dtype == np.uint8:
+        if display.ndim == 3 and np.array_equal(display[..., 0], display[..., 1]) and \
+                np.array_equal(display[..., 0], display[..., 2]):
+            display = display[..., 0]  # gray shown as RGB: blend one channel
+        if max(display.shape[:2]) > max_side:  # the browser gets at most max_side pixels: blend at that size
+            display = to_uint8(display.astype(np.float32) * np.float32(1 / 255), max_side)
+    else:
+        display = np.asarray(display, dtype=np.float32)
+        if display.ndim == 3 and display.shape[2] == 1:
+            display = display[..., 0]
+        if max(display.shape[:2]) > max_side:
+            display = to_uint8(display, max_side)
+    heat = np.asarray(cam_result.heatmap_original(tuple(display.shape[:2])), dtype=np.float32)
+    index = np.rint(np.clip(np.nan_to_num(heat), 0.0, 1.0) * 255.0).astype(np.uint8)
+    display.flags.writeable = False
+    index.flags.writeable = False
+    return OverlayBase(display=display, index=index, colormap=colormap)
+
+
+def overlay_base_for(upload: Upload, display: np.ndarray, cam_result: Any, colormap: str = "jet",
+                     max_side: int = 1024) -> Timed:
+    """:func:`overlay_base`, kept in this session's results (a rerun for another reason, or the class explained
+    and back, does not resample the heat map again).
+
+    The key is the content itself (the displayed pixels and the heat map with its geometry), so a result is
+    reused only for the same model output on the same image, frame and window.
+
+    Returns
+    -------
+    Timed
+        ``value`` is the :class:`OverlayBase`.
+    """
+    def digest(a: np.ndarray) -> str:
+        return hashlib.blake2b(np.ascontiguousarray(a).data, digest_size=16).hexdigest()
+
+    key = (digest(display), display.shape, str(display.dtype), digest(cam_result.heatmap),
+           tuple(cam_result.input_size), str(cam_result.geometry), colormap, int(max_side))
+    return _cached(upload.upload_id, "overlay", key, lambda: overlay_base(display, cam_result, colormap, max_side))
+
+
 def overlay(display: np.ndarray, cam_result: Any, alpha: float, colormap: str = "jet",
             max_side: int = 1024) -> Timed:
     """Blend the heat map, mapped back to the original image size, over the display image.
@@ -236,23 +362,91 @@ def overlay(display: np.ndarray, cam_result: Any, alpha: float, colormap: str = 
     -------
     Timed
         ``value`` is the (h, w, 3) uint8 ndarray (the original image's grid, downsampled to at most
-        ``max_side``); not cached (cheap, changes with the slider).
+        ``max_side``); not cached (the opacity-independent part can be: :func:`overlay_base_for`).
     """
-    from medimg import explain as ex
-    from medimg.viz import to_uint8
-
     t0 = time.perf_counter()
-    if display.dtype == np.uint8:
-        if display.ndim == 3 and np.array_equal(display[..., 0], display[..., 1]) and \
-                np.array_equal(display[..., 0], display[..., 2]):
-            display = display[..., 0]  # gray shown as RGB: blend one channel
-        display = display.astype(np.float32) * np.float32(1 / 255)
-    if max(display.shape[:2]) > max_side:  # the browser gets at most max_side pixels: blend at that size
-        display = to_uint8(display, max_side).astype(np.float32) / np.float32(255.0)
-    heat = cam_result.heatmap_original(tuple(display.shape[:2]))
-    rgb = ex.overlay(display, heat, alpha=float(alpha), colormap=colormap)
-    out = (rgb * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    out = overlay_base(display, cam_result, colormap, max_side).blend(alpha)
     return Timed(out, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class HeatLayer:
+    """The heat map drawn in the viewer's second panel, as the page's run computed it (everything but the opacity).
+
+    Attributes
+    ----------
+    base : OverlayBase
+        The display image and the heat map on its grid (:func:`overlay_base_for`).
+    relative : bool
+        The heat map was min-max scaled per image (the colour bar says so).
+    method : str
+        The method's label (``"Grad-CAM"``).
+    target : str
+        The class explained (``"every class"`` for a class-agnostic method).
+    """
+
+    base: OverlayBase
+    relative: bool
+    method: str
+    target: str
+
+
+#: Widget key of the heat-map opacity slider (one opacity for the session, a display choice only).
+ALPHA_KEY = "cam-alpha"
+#: Opacity the heat map starts with.
+DEFAULT_ALPHA = 0.4
+#: Key of the :func:`viewer_panel` fragment.
+VIEWER_FRAGMENT_KEY = "medimg-viewer-panel"
+
+
+@st.fragment(key=VIEWER_FRAGMENT_KEY)
+def viewer_panel(image_rgb: np.ndarray, heat: HeatLayer | None, *, uid: str, image_title: str,
+                 shape: tuple[int, int], pixels: np.ndarray, integral: bool,
+                 report_heat: list[Any] | None = None) -> None:
+    """The viewer figure (the image and, with a result, its heat map beside it) and the heat-map opacity slider.
+
+    A Streamlit fragment: moving the opacity slider reruns only this function (blend, encode, draw the figure),
+    not the page, so the prediction, the heat map's computation and the other panels are not touched. A box
+    selection in the figure (a region window) reruns the whole page (:func:`medimg.ui.viewer.show_panel`).
+
+    Parameters
+    ----------
+    image_rgb : (h, w, 3) uint8 ndarray
+        The displayed image (:func:`medimg.ui.viewer.render`).
+    heat : HeatLayer, optional
+        The heat map to draw beside the image; None draws the image alone (no slider).
+    uid : str
+        The upload's id (keys of the figure; its zoom is kept while it stays the same).
+    image_title : str
+        The image panel's title (the window).
+    shape : (int, int)
+        Rows and columns of the original image (the axes are in its pixels).
+    pixels : ndarray
+        The image's modality values (for a region window).
+    integral : bool
+        Window values are whole numbers (:func:`medimg.ui.viewer.integral_units`).
+    report_heat : list, optional
+        The report's ``[overlay, relative, (method, class)]``: its overlay is replaced by the one drawn, so the
+        report downloaded after moving the slider shows the heat map as it is on screen.
+    """
+    from medimg.ui import viewer
+    from medimg.ui.errors import guard
+
+    figure_slot = st.container()
+    blended = None
+    if heat is not None:
+        _, right = st.columns(2)  # under the heat-map panel
+        alpha = right.slider("Heat-map opacity", 0.0, 1.0, DEFAULT_ALPHA, 0.05, key=ALPHA_KEY)
+        with guard("drawing the heat map", stop=False):
+            blended = heat.base.blend(alpha)
+        if blended is not None and report_heat is not None:
+            report_heat[0] = blended
+    with figure_slot:
+        figure = viewer.panel_figure(
+            image_rgb, blended, relative=True if heat is None else heat.relative, image_title=image_title,
+            heat_title="" if blended is None or heat is None else f"{heat.method} for {heat.target}",
+            revision=uid, shape=shape)
+        viewer.show_panel(figure, uid, pixels, integral)
 
 
 # ------------------------------------------------------------------------------------ keys and labels

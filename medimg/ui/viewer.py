@@ -395,6 +395,9 @@ def _region_selected(uid: str, pixels: np.ndarray, integral: bool) -> None:
     st.session_state[k_center] = int(w.center) if integral else w.center
     st.session_state[k_width] = int(w.width) if integral else w.width
     st.session_state[k["applied"]] = "region"
+    # The figure may be drawn by a fragment (the Analyze page's viewer), whose own widgets rerun only the fragment:
+    # a new window changes the image, the window fields and possibly the network's input, so the page reruns.
+    st.rerun()
 
 
 def window_controls(image: MedicalImage, uid: str) -> Window:
@@ -467,7 +470,8 @@ def show_display_warnings(image: MedicalImage) -> None:
 
 
 def show_panel(figure: go.Figure, uid: str, pixels: np.ndarray, integral: bool) -> None:
-    """Draw the viewer figure; a box selection sets the window from the region (then the page reruns)."""
+    """Draw the viewer figure; a box selection sets the window from the region (then the whole page reruns, also
+    when the figure is drawn by a fragment)."""
     k = _keys(uid)
     on_select: Callable[[], None] = partial(_region_selected, uid, pixels, integral)
     st.plotly_chart(figure, key=k["figure"], on_select=on_select, selection_mode="box",
