@@ -200,6 +200,36 @@ def collect_transfer(runs: Path) -> dict[str, Any]:
     return out
 
 
+def collect_gpu(folder: Path) -> dict[str, Any]:
+    """The GPU study (``bench/gpu_train.py``): ``{task: {"pretrained"|"scratch": {base: {seed: metrics}}}}``.
+
+    Every run's test metrics come from its report on the data pack's test images (``folder/pack_eval``,
+    WebP-compressed at training size; the same for every seed, so seeds compare like with like). The shipped
+    seed's numbers on the real test images are in the first table.
+    """
+    out: dict[str, Any] = {}
+    for eval_path in sorted((folder / "pack_eval").glob("*.eval.json")):
+        stem = eval_path.name[: -len(".eval.json")]
+        spec_path = folder / f"{stem}.json"
+        if not spec_path.exists():
+            continue
+        base, _, seed = stem.partition("_seed")
+        init = "scratch" if base.endswith("_scratch") else "pretrained"
+        base = base.removesuffix("_scratch")
+        spec = load_spec(spec_path)
+        rep = EvalReport.load(eval_path)
+        m = compute_metrics(rep.y_true, rep.probs, rep.positive_label, rep.threshold)
+        m.pop("confusion_matrix", None)
+        m.update(wall_seconds=spec.training.get("wall_seconds"), best_epoch=spec.training.get("best_epoch"),
+                 best_val_auroc=spec.training.get("best_val_auroc"), input_size=spec.preprocess.input_size[0],
+                 architecture=spec.architecture, device=spec.training.get("device"),
+                 initial_weights=(spec.training.get("initial_weights") or {}).get("name"),
+                 cam_grid=spec.training.get("cam_grid"), test_images="data pack (WebP q80)")
+        task = spec.training.get("config", {}).get("task", "?")
+        out.setdefault(task, {}).setdefault(init, {}).setdefault(base, {})[seed or "0"] = m
+    return out
+
+
 def _agg(runs: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
     return {k: _mean_sd([r.get(k) for r in runs.values()]) for k in KEYS}
 
@@ -274,6 +304,8 @@ def main() -> None:
     ap.add_argument("--tta", action="store_true", help="measure test-time augmentation on every shipped model")
     ap.add_argument("--collect-transfer", type=Path, default=None,
                     help="runs folder holding pretrained/, scratch/ and cv/ (issue 12) to fold in")
+    ap.add_argument("--collect-gpu", type=Path, default=None,
+                    help="folder of the GPU study (bench/gpu_train.py, e.g. runs/gpu) to fold in")
     args = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     if args.collect is not None:
@@ -287,6 +319,9 @@ def main() -> None:
         transfer = _load("transfer.json")
         transfer.update(collect_transfer(args.collect_transfer))
         (RESULTS / "transfer.json").write_text(json.dumps(transfer, indent=1, default=float) + "\n")
+    if args.collect_gpu is not None:
+        gpu = collect_gpu(args.collect_gpu)
+        (RESULTS / "transfer_gpu.json").write_text(json.dumps(gpu, indent=1, default=float) + "\n")
     seeds, tta_all, baselines = _load("seeds.json"), _load("tta.json"), _load("baselines.json")
     attempts, ensembles = _load("attempts.json"), _load("ensemble.json")
     print("| task | model | seeds | accuracy | AUROC | sensitivity | specificity | macro-F1 | ECE raw -> cal "

@@ -144,6 +144,15 @@ def test_fit_temperature_recovers_known_temperature() -> None:
     assert fit_temperature(z / 2, y) == pytest.approx(0.5, rel=0.05)  # underconfident -> T < 1
 
 
+def test_fit_temperature_on_a_perfectly_separated_validation_split_keeps_t_1() -> None:
+    """All validation images right: NLL falls as T -> 0, no maximum-likelihood T exists; do not sharpen."""
+    y = np.array([0, 1, 0, 1, 1])
+    z = np.stack([1.0 - y, y.astype(float)], 1) * 3.0  # every argmax correct
+    assert fit_temperature(z, y) == 1.0
+    z[0] = [0.0, 1.0]  # one mistake: the MLE exists again and is fitted
+    assert fit_temperature(z, y) != 1.0
+
+
 def test_unknown_task_and_bad_csv_options_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from medimg.cli import main
     from medimg.errors import SpecError

@@ -4,6 +4,8 @@ ICML 2017). Serving applies the fitted temperature through :func:`medimg.predict
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import nn
@@ -14,6 +16,8 @@ from medimg.spec import ModelSpec
 from medimg.training.data import SplitArrays
 
 __all__ = ["fit_temperature", "calibrate_and_report"]
+
+log = logging.getLogger(__name__)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -27,9 +31,15 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     Returns
     -------
     float, clipped to [0.05, 20]
+        1.0 when every validation image is classified correctly: the NLL then falls monotonically as T -> 0,
+        so the maximum-likelihood temperature does not exist and any fitted value would only sharpen the
+        probabilities towards 0/1 (a small, perfectly separated validation split says nothing about calibration).
     """
     z = torch.as_tensor(logits, dtype=torch.float64)
     t = torch.as_tensor(y, dtype=torch.int64)
+    if len(t) and bool((z.argmax(1) == t).all()):
+        log.warning("every validation image is classified correctly: the temperature is not identifiable, T = 1")
+        return 1.0
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
 
