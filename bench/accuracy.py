@@ -234,8 +234,12 @@ def _agg(runs: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float, int]]
     return {k: _mean_sd([r.get(k) for r in runs.values()]) for k in KEYS}
 
 
-def print_transfer(summary: dict[str, Any], transfer: dict[str, Any]) -> None:
-    """The scratch-vs-pretrained table of the eight tasks, then the CV and screening lines."""
+def print_transfer(summary: dict[str, Any], transfer: dict[str, Any], gpu: dict[str, Any] | None = None) -> None:
+    """The scratch-vs-pretrained table of the eight tasks, then the CV and screening lines.
+
+    ``gpu``: the GPU study (:func:`collect_gpu`; MobileNetV2 at 224 px, pretrained and scratch, 3 seeds).
+    """
+    gpu = gpu or {}
     print()
     print("Transfer learning (issue 12): from scratch vs ImageNet-pretrained, test split, mean ± SD over the seeds run")
     print()
@@ -245,20 +249,24 @@ def print_transfer(summary: dict[str, Any], transfer: dict[str, Any]) -> None:
     for task in ALL_TASKS:
         goal_acc, goal_auc, anchor = ANCHORS[task]
         rows = []
-        for name, v in summary.items():  # shipped (from scratch) models of this task
+        for name, v in summary.items():  # the shipped model of this task, on the real test images
             if v["task"] == task:
-                rows.append(("scratch (shipped)", name, v.get("input_size", ""), v["seeds"],
+                rows.append((f"{v.get('init', 'scratch')} (shipped; real test images)", name,
+                             v.get("input_size", ""), v["seeds"],
                              {k: tuple(v.get(k, [float("nan"), float("nan")])) for k in ("accuracy", "auroc", "macro_f1")}))
+        for source, where in ((gpu, "GPU study; pack test images"), (transfer, "CPU runs")):
+            t = source.get(task, {})
+            for init in ("scratch", "pretrained"):
+                for base, runs in t.get(init, {}).items():
+                    agg = _agg(runs)
+                    px = next(iter(runs.values())).get("input_size", "")
+                    label = "pretrained" if init == "pretrained" else "scratch (same net)"
+                    rows.append((f"{label} ({where})", base, px, sorted(runs),
+                                 {k: agg[k][:2] for k in ("accuracy", "auroc", "macro_f1")}))
         t = transfer.get(task, {})
-        for init in ("scratch", "pretrained"):
-            for base, runs in t.get(init, {}).items():
-                agg = _agg(runs)
-                px = next(iter(runs.values())).get("input_size", "")
-                rows.append((init if init == "pretrained" else "scratch (same net)", base, px, sorted(runs),
-                             {k: agg[k][:2] for k in ("accuracy", "auroc", "macro_f1")}))
-        if not any(r[0].startswith("scratch") for r in rows):
+        if not any("scratch" in r[0] for r in rows):
             rows.insert(0, ("scratch", "(not run yet: bash bench/train_all.sh scratch)", "", [], {}))
-        if not any(r[0] == "pretrained" for r in rows):
+        if not any(r[0].startswith("pretrained") for r in rows):
             rows.append(("pretrained", "(not run yet: bash bench/train_all.sh pretrained)", "", [], {}))
         for init, name, px, seeds, m in rows:
             acc, auc = m.get("accuracy", (float("nan"),) * 2), m.get("auroc", (float("nan"),) * 2)
@@ -333,7 +341,7 @@ def main() -> None:
         task = spec.training.get("config", {}).get("task", "?")
         eval_path = path.with_name(f"{spec.name}.eval.json")
         if args.recompute:
-            from medimg.predict import evaluate_split
+            from medimg.training.evaluation import evaluate_split
 
             evaluate_split(path).save(eval_path)
         runs = {"0": report_metrics(eval_path, path)} if eval_path.exists() else {}
@@ -344,7 +352,8 @@ def main() -> None:
         goal_acc, goal_auc, anchor = ANCHORS.get(task, (float("nan"), float("nan"), ""))
         acc, auc = agg["accuracy"][0], agg["auroc"][0]
         met = acc >= goal_acc and auc >= goal_auc
-        gap = "" if met else f" (gap {min(0, acc - goal_acc):+.3f} / {min(0, auc - goal_auc):+.3f})"
+        no_goal = math.isnan(goal_acc)
+        gap = "" if met or no_goal else f" (gap {min(0, acc - goal_acc):+.3f} / {min(0, auc - goal_auc):+.3f})"
         binary = spec.num_classes == 2
         sens = agg["sensitivity" if binary else "macro_sensitivity"]
         spc = agg["specificity" if binary else "macro_specificity"]
@@ -352,8 +361,10 @@ def main() -> None:
         print(f"| {task} | {spec.name} | {agg['accuracy'][2]} | {_fmt(*agg['accuracy'][:2])} | "
               f"{_fmt(*agg['auroc'][:2])} | {_fmt(*sens[:2])}{'' if binary else ' (macro)'} | "
               f"{_fmt(*spc[:2])}{'' if binary else ' (macro)'} | {_fmt(*agg['macro_f1'][:2])} | {ece} | "
-              f"{goal_acc} / {goal_auc} | {'yes' if met else 'NO' + gap} |")
+              f"{'-' if no_goal else f'{goal_acc} / {goal_auc}'} | "
+              f"{'no goal set' if no_goal else 'yes' if met else 'NO' + gap} |")
         summary[spec.name] = {"task": task, "seeds": sorted(runs), "met": bool(met),
+                              "init": "pretrained" if spec.training.get("initial_weights") else "scratch",
                               "input_size": spec.preprocess.input_size[0],
                               **{k: [round(v[0], 4), None if math.isnan(v[1]) else round(v[1], 4)]
                                  for k, v in agg.items() if not math.isnan(v[0])}}
@@ -380,7 +391,7 @@ def main() -> None:
     print("\n".join(notes))
     if args.tta:
         (RESULTS / "tta.json").write_text(json.dumps(tta_all, indent=1) + "\n")
-    print_transfer(summary, _load("transfer.json"))
+    print_transfer(summary, _load("transfer.json"), _load("transfer_gpu.json"))
     print(json.dumps({"models": len(summary), "goals_met": sum(v["met"] for v in summary.values())}))
 
 

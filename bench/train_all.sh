@@ -3,7 +3,7 @@
 # MEDIMG_REPO=/path/to/checkout runs it in another checkout (e.g. a worktree pinned at one commit).
 # Re-running resumes: a finished model (its .eval.json exists) is skipped, an interrupted one resumes from its
 # checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all|pretrained|pretrained-seeds|scratch|cv] ;
-# logs in runs/logs/.
+# logs in runs/logs/. Modes packs / gpu-finish: the GPU host study (bench/gpu_train.py).
 # GPU: the same commands run on CUDA (bf16 autocast, channels_last); prefix with
 # `torchrun --nproc_per_node=N -m medimg.cli` instead of `medimg` for several GPUs.
 set -u
@@ -83,6 +83,18 @@ case $what in
   pretrained) run_pretrained 0 runs/pretrained imagenet ;;
   pretrained-seeds) run_pretrained "1 2" runs/pretrained imagenet --no-gate ;;
   scratch) run_pretrained "0 1 2" runs/scratch scratch --no-gate ;;
+  # GPU host (bench/gpu_train.py): pack each task here, train pretrained + scratch x 3 seeds there, then finish
+  # the models on the real images here. Step 1 (here): bash bench/train_all.sh packs ; step 2 (on the GPU host,
+  # packs and $TORCH_HOME/hub/checkpoints/mobilenet_v2-b0353104.pth copied over):
+  #   PYTHONPATH=. python3 bench/gpu_train.py --packs .gpu/packs --out gpu_out --work runs/gpu
+  # step 3 (here, runs/gpu copied back): bash bench/train_all.sh gpu-finish
+  packs) for t in $(uv run python -c "from bench.gpu_train import PLAN; print(' '.join(f'{t}:{v[0]}' for t, v in PLAN.items()))"); do
+           uv run medimg pack --task "${t%%:*}" --size "${t##*:}" --format webp --quality 80 \
+             --out ".gpu/packs/${t%%:*}_${t##*:}.npz"
+         done ;;
+  gpu-finish) for spec in runs/gpu/*_mobilenet_v2_224.json; do
+                uv run medimg finalise --model "$spec" && uv run medimg fit-gate --model "$spec"
+              done ;;
   # 5-fold grouped cross-validation of head CT (each id_block10 whole; fold K = test, K+1 = val, rest train)
   cv) nice -n 15 uv run medimg cv --task head-ct --arch mobilenet_v2 --size 224 --epochs 20 \
         --batch-size 16 --lr 1e-3 --ema-decay 0.9 --patience 8 --threads "$THREADS" --channels-last \
