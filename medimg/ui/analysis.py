@@ -26,9 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from medimg.predict import Prediction
     from medimg.ui.session import Upload
 
-__all__ = ["STATE_KEY", "CONFIRM_KEY", "READS_KEY", "CAM_METHODS", "ALPHA_KEY", "DEFAULT_ALPHA", "VIEWER_FRAGMENT_KEY", "Timed",
-           "OverlayBase", "HeatLayer", "cam_methods", "clear", "decode", "predict", "explain", "overlay", "overlay_base",
-           "overlay_base_for", "viewer_panel", "window_key", "model_id", "state_key", "upload_label", "confirmation",
+__all__ = ["STATE_KEY", "CONFIRM_KEY", "READS_KEY", "CAM_METHODS", "ALPHA_KEY", "DEFAULT_ALPHA",
+           "VIEWER_FRAGMENT_KEY", "Timed", "OverlayBase", "HeatLayer", "cam_methods", "clear", "decode", "predict",
+           "explain", "overlay", "overlay_base", "overlay_base_for", "viewer_panel", "window_key", "model_id", "state_key", "upload_label", "confirmation",
            "record_confirmation", "Read", "record_read", "read_for", "reads_table", "image_number"]
 
 #: The one ``st.session_state`` entry holding this session's per-image results.
@@ -241,11 +241,6 @@ class OverlayBase:
     index: np.ndarray
     colormap: str = "jet"
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes held (kept per session in :data:`STATE_KEY`)."""
-        return int(self.display.nbytes + self.index.nbytes)
-
     def blend(self, alpha: float) -> np.ndarray:
         """The heat map blended over the display image at opacity ``alpha``.
 
@@ -270,11 +265,11 @@ class OverlayBase:
         a = float(alpha)
         if not 0.0 <= a <= 1.0:
             raise ex.ExplainError(f"alpha must be in [0, 1], got {alpha}.")
-        colour = colormap_lut(self.colormap) * np.float32(a)  # (256, 3), as medimg.explain.overlay weights it
         if self.display.dtype != np.uint8:  # a float display: the arithmetic of medimg.explain.overlay per pixel
             rgb = ex.overlay(self.display, self.index.astype(np.float32) / np.float32(255.0), alpha=a,
                              colormap=self.colormap)
             return (rgb * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+        colour = colormap_lut(self.colormap) * np.float32(a)  # (256, 3), as medimg.explain.overlay weights it
         # uint8 display: every (heat index, display value) pair blended once, then one look-up per pixel
         shade = np.clip(np.arange(256, dtype=np.float32) / np.float32(255.0), 0.0, 1.0) * np.float32(1.0 - a)
         table = colour[:, None, :] + shade[None, :, None]  # (heat index, display value, RGB)
@@ -399,15 +394,16 @@ DEFAULT_ALPHA = 0.4
 VIEWER_FRAGMENT_KEY = "medimg-viewer-panel"
 
 
-@st.fragment(key=VIEWER_FRAGMENT_KEY)
 def viewer_panel(image_rgb: np.ndarray, heat: HeatLayer | None, *, uid: str, image_title: str,
                  shape: tuple[int, int], pixels: np.ndarray, integral: bool,
                  report_heat: list[Any] | None = None) -> None:
     """The viewer figure (the image and, with a result, its heat map beside it) and the heat-map opacity slider.
 
-    A Streamlit fragment: moving the opacity slider reruns only this function (blend, encode, draw the figure),
-    not the page, so the prediction, the heat map's computation and the other panels are not touched. A box
-    selection in the figure (a region window) reruns the whole page (:func:`medimg.ui.viewer.show_panel`).
+    Drawn by a Streamlit fragment: moving the opacity slider reruns only the fragment (one blend, one JPEG
+    encoding, the figure sent again), not the page, so the prediction, the heat map's computation and the other
+    panels are not touched. The figure is built once per page run; an opacity change replaces only the heat-map
+    panel's image (:func:`medimg.ui.viewer.set_heat_image`). A box selection in the figure (a region window)
+    reruns the whole page (:func:`medimg.ui.viewer.show_panel`).
 
     Parameters
     ----------
@@ -416,7 +412,7 @@ def viewer_panel(image_rgb: np.ndarray, heat: HeatLayer | None, *, uid: str, ima
     heat : HeatLayer, optional
         The heat map to draw beside the image; None draws the image alone (no slider).
     uid : str
-        The upload's id (keys of the figure; its zoom is kept while it stays the same).
+        The upload's id (keys of the figure and its controls).
     image_title : str
         The image panel's title (the window).
     shape : (int, int)
@@ -426,9 +422,39 @@ def viewer_panel(image_rgb: np.ndarray, heat: HeatLayer | None, *, uid: str, ima
     integral : bool
         Window values are whole numbers (:func:`medimg.ui.viewer.integral_units`).
     report_heat : list, optional
-        The report's ``[overlay, relative, (method, class)]``: its overlay is replaced by the one drawn, so the
-        report downloaded after moving the slider shows the heat map as it is on screen.
+        The report's ``[overlay, relative, (method, class)]``: its overlay is set to the one drawn, so the report
+        downloaded after moving the slider shows the heat map as it is on screen.
     """
+    _viewer_fragment(_PanelFigure(image_rgb, heat, image_title, shape, uid), heat, uid=uid, pixels=pixels,
+                     integral=integral, report_heat=report_heat)
+
+
+class _PanelFigure:
+    """The viewer figure of one page run: built on first use, then only its heat-map image is replaced."""
+
+    def __init__(self, image_rgb: np.ndarray, heat: HeatLayer | None, image_title: str, shape: tuple[int, int],
+                 uid: str) -> None:
+        self.args = (image_rgb, heat, image_title, tuple(shape), uid)
+        self.figure: Any = None
+
+    def with_heat(self, blended: np.ndarray | None) -> Any:
+        """The figure with ``blended`` as its heat-map panel (the image alone when None)."""
+        from medimg.ui import viewer
+
+        image_rgb, heat, image_title, shape, uid = self.args
+        if blended is None or heat is None:
+            return viewer.panel_figure(image_rgb, None, image_title=image_title, revision=uid, shape=shape)
+        if self.figure is None:
+            self.figure = viewer.panel_figure(image_rgb, blended, relative=heat.relative, image_title=image_title,
+                                              heat_title=f"{heat.method} for {heat.target}", revision=uid,
+                                              shape=shape)
+            return self.figure
+        return viewer.set_heat_image(self.figure, blended)
+
+
+@st.fragment(key=VIEWER_FRAGMENT_KEY)
+def _viewer_fragment(panel: _PanelFigure, heat: HeatLayer | None, *, uid: str, pixels: np.ndarray,
+                     integral: bool, report_heat: list[Any] | None) -> None:
     from medimg.ui import viewer
     from medimg.ui.errors import guard
 
@@ -442,11 +468,7 @@ def viewer_panel(image_rgb: np.ndarray, heat: HeatLayer | None, *, uid: str, ima
         if blended is not None and report_heat is not None:
             report_heat[0] = blended
     with figure_slot:
-        figure = viewer.panel_figure(
-            image_rgb, blended, relative=True if heat is None else heat.relative, image_title=image_title,
-            heat_title="" if blended is None or heat is None else f"{heat.method} for {heat.target}",
-            revision=uid, shape=shape)
-        viewer.show_panel(figure, uid, pixels, integral)
+        viewer.show_panel(panel.with_heat(blended), uid, pixels, integral)
 
 
 # ------------------------------------------------------------------------------------ keys and labels

@@ -5,7 +5,11 @@
   drag over a region; the window is set from that region's values (1st-99th percentile), as a PACS "region
   window" does. One window per image: it stays when the frame changes.
 - **Zoom and pan**: plotly's own (scroll to zoom, drag to pan, double-click to reset); the heat map panel shares
-  the image's axes, so both zoom together. The zoom survives reruns (``uirevision``).
+  the image's axes, so both zoom together. The zoom survives reruns that leave the figure as it is
+  (``uirevision``); Streamlit draws a changed figure as a new chart, so a new window or heat-map opacity shows
+  the whole image again.
+- **Heat map**: beside the image; its opacity slider reruns only the panel (a Streamlit fragment,
+  :func:`medimg.ui.analysis.viewer_panel`), which replaces only the heat map's image (:func:`set_heat_image`).
 - **Overlays** (60xx) drawn in yellow when the toggle is on; **Invert** (display only) for negatives.
 - **Cine**: all frames of a multi-frame file (up to :data:`CINE_MAX_FRAMES`) as a plotly animation through the
   one window, with plotly's own play button.
@@ -34,8 +38,8 @@ from medimg.io import MedicalImage, Window
 from medimg.viz import GLOBAL_SCALE_TITLE, RELATIVE_SCALE_TITLE, to_uint8
 
 __all__ = ["empty_panel_figure", "DISPLAY_MAX_SIDE", "CINE_MAX_FRAMES", "CINE_MAX_SIDE", "OVERLAY_RGB", "ViewerSettings",
-           "integral_units", "window_from_region", "format_window", "render", "panel_figure", "cine_figure",
-           "window_controls", "panel_options", "show_panel", "show_cine", "show_display_warnings"]
+           "integral_units", "window_from_region", "format_window", "render", "panel_figure", "set_heat_image",
+           "cine_figure", "window_controls", "panel_options", "show_panel", "show_cine", "show_display_warnings"]
 
 #: Longest side, in pixels, of the image sent to the browser.
 DISPLAY_MAX_SIDE = 1024
@@ -178,8 +182,6 @@ def _png_uri(rgb: np.ndarray, lossless: bool = True) -> str:
     fewer bytes, ~30x faster to encode). Encodings are kept per session (at most :data:`_PNG_KEEP`), so a rerun
     that does not change a panel (a slider elsewhere, another class explained) does not encode it again.
     """
-    from PIL import Image
-
     arr = np.ascontiguousarray(rgb)
     digest = (arr.shape, str(arr.dtype), lossless, hashlib.blake2b(arr.data, digest_size=16).hexdigest())
     try:
@@ -189,20 +191,26 @@ def _png_uri(rgb: np.ndarray, lossless: bool = True) -> str:
     if store is not None and digest in store:
         store[digest] = store.pop(digest)  # most recent last
         return store[digest]
-    buf = io.BytesIO()
-    if lossless:
-        gray = arr.ndim == 3 and arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and \
-            np.array_equal(arr[..., 0], arr[..., 2])
-        Image.fromarray(arr[..., 0] if gray else arr).save(buf, format="PNG", compress_level=1)
-        uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    else:
-        Image.fromarray(arr).convert("RGB").save(buf, format="JPEG", quality=90)
-        uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    uri = _encode_uri(arr, lossless)
     if store is not None:
         store[digest] = uri
         while len(store) > _PNG_KEEP:
             store.pop(next(iter(store)))
     return uri
+
+
+def _encode_uri(arr: np.ndarray, lossless: bool) -> str:
+    """Encode without the session's store (see :func:`_png_uri`)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if lossless:
+        gray = arr.ndim == 3 and arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and \
+            np.array_equal(arr[..., 0], arr[..., 2])
+        Image.fromarray(arr[..., 0] if gray else arr).save(buf, format="PNG", compress_level=1)
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    Image.fromarray(arr).convert("RGB").save(buf, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
@@ -276,6 +284,46 @@ def panel_figure(image_rgb: np.ndarray, heat_rgb: np.ndarray | None = None, rela
     fig.update_layout(height=height, margin=dict(l=4, r=4, t=64, b=4), dragmode="pan",
                       uirevision=revision or "viewer", plot_bgcolor="black", showlegend=False)
     return fig
+
+
+def set_heat_image(figure: go.Figure, heat_rgb: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> go.Figure:
+    """Replace the heat-map panel's image of a :func:`panel_figure` figure (what moving the opacity changes).
+
+    The rest of the figure (the image panel and its encoding, the axes, the colour bar, the titles) is kept, so an
+    opacity change costs one blend and one JPEG encoding, not a new figure.
+
+    Parameters
+    ----------
+    figure : plotly.graph_objects.Figure
+        Made by :func:`panel_figure` with a heat map; changed in place.
+    heat_rgb : (H, W, 3) uint8 or float [0, 1] ndarray
+        The new overlay (any grid with the image's aspect, like ``panel_figure``'s ``heat_rgb``).
+    max_side : int
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``figure``.
+
+    Raises
+    ------
+    ValueError
+        The figure has no heat-map panel.
+    """
+    traces = [t for t in figure.data if t.type == "image"]
+    if len(traces) != 2:
+        raise ValueError("the figure has no heat-map panel (panel_figure was called without heat_rgb)")
+    a = np.asarray(heat_rgb)
+    if a.dtype != np.uint8:
+        a = to_uint8(np.clip(a.astype(np.float32), 0, 1))
+    small = _shrink(a, max_side)
+    rows = figure.layout.yaxis.range[0] + 0.5  # the original image's pixels (panel_figure's axes)
+    cols = figure.layout.xaxis.range[1] + 0.5
+    dx, dy = cols / small.shape[1], rows / small.shape[0]
+    # each opacity gives a new image: encoded directly (hashing it for the session's store costs as much)
+    traces[1].update(source=_encode_uri(np.ascontiguousarray(small), lossless=False), x0=dx / 2 - 0.5,
+                     y0=dy / 2 - 0.5, dx=dx, dy=dy)
+    return figure
 
 
 def empty_panel_figure(height: int = 360) -> go.Figure:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 from pathlib import Path
@@ -93,6 +94,159 @@ def test_kermany_jpeg(make_app, shared_data: Path) -> None:
     assert_clean(at)
     timings = at.dataframe[-1].value
     assert list(timings["This run"]) == ["reused"] * 6
+
+
+# ------------------------------------------------------------------------------ heat-map opacity (a fragment)
+
+
+def _image_sources(at: AppTest) -> list[str]:
+    """The viewer figure's image sources: [the image panel, the heat-map panel]."""
+    return [t["source"] for t in _viewer(at)["data"] if t.get("type") == "image"]
+
+
+def _count_work(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """From now on, count the network's forward passes and heat maps, the heat-map resampling and the page's
+    decode step (the page script runs it first on every run)."""
+    from medimg import explain
+    from medimg.predict import Predictor
+    from medimg.ui import analysis
+
+    calls = {"predict": 0, "uncertainty": 0, "cam": 0, "overlay_base": 0, "page decode": 0}
+
+    def counting(name: str, fn):  # noqa: ANN001, ANN202
+        def wrapped(*args: object, **kwargs: object) -> object:
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(Predictor, "predict", counting("predict", Predictor.predict))
+    monkeypatch.setattr(Predictor, "uncertainty", counting("uncertainty", Predictor.uncertainty))
+    monkeypatch.setattr(explain, "cam", counting("cam", explain.cam))
+    monkeypatch.setattr(analysis, "overlay_base", counting("overlay_base", analysis.overlay_base))
+    monkeypatch.setattr(analysis, "decode", counting("page decode", analysis.decode))
+    return calls
+
+
+def _run_fragment(at: AppTest, monkeypatch: pytest.MonkeyPatch, key: str) -> AppTest:
+    """Rerun only the fragment ``key``, as the Streamlit server does when a widget inside it changes.
+
+    ``AppTest.run()`` always runs the whole script; here the run is queued with the fragment's id (the
+    ``RerunData`` the browser's widget change leads to), so only the fragment's function runs and only its
+    elements are in the result.
+    """
+    import functools
+
+    from streamlit.runtime.scriptrunner import RerunData
+    from streamlit.testing.v1 import local_script_runner
+
+    ids = at._fragment_storage.resolve_target(key)
+    assert ids, f"no fragment {key!r} was drawn"
+    with monkeypatch.context() as m:
+        m.setattr(local_script_runner, "RerunData",
+                  functools.partial(RerunData, fragment_id_queue=list(ids), is_fragment_scoped_rerun=True))
+        return at.run()
+
+
+def test_opacity_slider_reruns_only_the_viewer(make_app, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moving the opacity slider redraws the heat map at the new opacity without running the page again: no
+    prediction, no heat map, no resampling, not even the decode step; the image panel is sent unchanged."""
+    from medimg.ui.analysis import ALPHA_KEY, DEFAULT_ALPHA, VIEWER_FRAGMENT_KEY
+
+    jpeg = next(iter(sorted((shared_data / "kermany-cxr" / "test" / "PNEUMONIA").glob("*.jpeg")))).read_bytes()
+    at = _upload(make_app(PAGE).run(), "a.jpeg", jpeg, "image/jpeg")
+    assert_clean(at)
+    assert at.slider(key=ALPHA_KEY).value == DEFAULT_ALPHA
+    image_src, heat_src = _image_sources(at)
+    calls = _count_work(monkeypatch)
+    at.slider(key=ALPHA_KEY).set_value(0.8)
+    _run_fragment(at, monkeypatch, VIEWER_FRAGMENT_KEY)
+    assert_clean(at)
+    assert calls == dict.fromkeys(calls, 0), calls
+    assert not _shows_result(at), "only the viewer panel was drawn again, not the page"
+    assert "probabilities" not in plotly_specs(at)
+    assert at.slider(key=ALPHA_KEY).value == 0.8
+    new_image_src, new_heat_src = _image_sources(at)
+    assert new_image_src == image_src
+    assert new_heat_src != heat_src and new_heat_src.startswith("data:image/jpeg;base64,")
+    assert _viewer(at)["layout"]["xaxis2"]["matches"] == "x", "the heat map still zooms with the image"
+
+
+def test_opacity_on_a_full_rerun_reuses_every_result(make_app, shared_data: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full run after moving the slider (e.g. another widget changed too) reuses the prediction, the heat map
+    and its resampling; the heat-map panel shows the new opacity, exactly as the fragment draws it."""
+    from medimg.ui.analysis import ALPHA_KEY
+
+    jpeg = next(iter(sorted((shared_data / "kermany-cxr" / "test" / "NORMAL").glob("*.jpeg")))).read_bytes()
+    at = _upload(make_app(PAGE).run(), "a.jpeg", jpeg, "image/jpeg")
+    image_src, heat_src = _image_sources(at)
+    calls = _count_work(monkeypatch)
+    at.slider(key=ALPHA_KEY).set_value(0.0).run()
+    assert_clean(at)
+    assert _shows_result(at)
+    assert {k: v for k, v in calls.items() if k != "page decode"} == \
+        {"predict": 0, "uncertainty": 0, "cam": 0, "overlay_base": 0}, calls
+    assert calls["page decode"] == 1
+    new_image_src, new_heat_src = _image_sources(at)
+    assert new_image_src == image_src and new_heat_src != heat_src
+    # opacity 0: the heat-map panel is the image itself (as JPEG)
+    heat = np.asarray(Image.open(io.BytesIO(base64.b64decode(new_heat_src.split(",", 1)[1]))))
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(image_src.split(",", 1)[1]))))
+    gray = image if image.ndim == 2 else image[..., 0]
+    assert heat.shape[:2] == gray.shape
+    assert np.abs(heat.astype(int).mean(axis=2) - gray).mean() < 3
+
+
+class _Cam:
+    """A CAM result as far as the overlay needs it: a heat map on the model's grid, mapped onto any grid."""
+
+    def __init__(self, heat: np.ndarray) -> None:
+        self.heatmap = heat
+        self.input_size = heat.shape
+        self.geometry = "stretch"
+
+    def heatmap_original(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.asarray(Image.fromarray(self.heatmap).resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
+
+
+@pytest.mark.parametrize("kind", ["gray as rgb", "colour", "float", "large"])
+def test_overlay_blend_is_the_explain_overlay(kind: str, rng: np.random.Generator) -> None:
+    """The opacity-independent base + a table blend gives exactly medimg.explain.overlay's pixels."""
+    from medimg import explain as ex
+    from medimg.ui.analysis import overlay, overlay_base
+
+    cam = _Cam(rng.random((16, 16), dtype=np.float32))
+    gray = rng.integers(0, 256, (60, 48), dtype=np.uint8)
+    display = {"gray as rgb": np.repeat(gray[..., None], 3, axis=2),
+               "colour": rng.integers(0, 256, (60, 48, 3), dtype=np.uint8),
+               "float": rng.random((60, 48), dtype=np.float32),
+               "large": np.repeat(gray[..., None], 3, axis=2)}[kind]
+    max_side = 32 if kind == "large" else 1024
+    base = overlay_base(display, cam, max_side=max_side)
+    assert max(base.display.shape[:2]) <= max_side and base.index.shape == base.display.shape[:2]
+    d = base.display.astype(np.float32) / np.float32(255.0) if base.display.dtype == np.uint8 else base.display
+    heat = cam.heatmap_original(base.index.shape)
+    for alpha in (0.0, 0.05, 0.35, 0.4, 0.8, 1.0):
+        want = (ex.overlay(d, heat, alpha) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+        got = base.blend(alpha)
+        assert got.dtype == np.uint8 and got.shape == (*base.index.shape, 3)
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(overlay(display, cam, 0.4, max_side=max_side).value, base.blend(0.4))
+    with pytest.raises(ex.ExplainError):
+        base.blend(1.5)
+
+
+def test_set_heat_image_is_a_new_panel_figure(rng: np.random.Generator) -> None:
+    """Replacing the heat-map image of a figure gives the figure built with that heat map from scratch."""
+    from medimg.ui.viewer import panel_figure, set_heat_image
+
+    image = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    heat1, heat2 = (rng.integers(0, 256, (20, 15, 3), dtype=np.uint8) for _ in range(2))
+    kw = dict(image_title="window", heat_title="Grad-CAM for pneumonia", revision="u", shape=(80, 60))
+    fig = set_heat_image(panel_figure(image, heat1, **kw), heat2)
+    assert fig.to_plotly_json() == panel_figure(image, heat2, **kw).to_plotly_json()
+    with pytest.raises(ValueError, match="no heat-map panel"):
+        set_heat_image(panel_figure(image, None, **kw), heat2)
 
 
 # ------------------------------------------------------------------------------ safe state (issue 13)
