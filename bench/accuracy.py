@@ -50,11 +50,13 @@ ANCHORS = {
     "pbc-blood": (0.985, 0.999, "BloodMNIST best: 0.966 (28), 0.990 (224)"),
     # no goal numbers in issue 12 for the two new tasks: "beat the published results" on the honest grouped split
     "head-ct": (float("nan"), float("nan"),
-                "Kitamura's Kaggle set: published CNN results use random per-slice splits that put slices of one scan "
-                "in training and test (not comparable; anchor numbers not verified in this session)"),
+                "Kitamura's Kaggle set (200 slices; its description: each slice from a different person). BHCNet, "
+                "IEEE Access 9:113901 (2021) trains CNNs on it with a random 180/20 split (its numbers were not "
+                "retrievable offline); no published AUROC found. Ours: id_block10-grouped split + 5-fold grouped CV"),
     "cric-cervix": (float("nan"), float("nan"),
-                    "Rezende et al., Sci Data 2021 (the set); Diniz et al., J Imaging 2021 7:111 (ensemble of "
-                    "EfficientNets, 2/3/6 classes, cell-level splits): numbers to be copied from the papers"),
+                    "Rezende et al., Sci Data 8:151 (2021) describe the set (no classification baseline seen in the "
+                    "parts we could read); Diniz et al., J Imaging 7:111 (2021): ensemble of CNNs on 90x90 nucleus "
+                    "crops, 2/3/6 classes (values and split protocol not retrievable offline)"),
 }
 #: Tasks of issue 12's table, in order.
 ALL_TASKS = ("kermany-cxr", "pneumoniamnist", "breastmnist", "busi", "brain-mri", "pbc-blood", "head-ct", "cric-cervix")
