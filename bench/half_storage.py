@@ -2,7 +2,7 @@
 
 Usage::
 
-    uv run python bench/half_storage.py weights/cxr_pneumonia_resnet18.json [--modality radiograph]
+    uv run python bench/half_storage.py weights/kermany_cxr_mobilenet_v2_224.json [--modality radiograph]
 
 The float16 weights are loaded back as float32, so the network computes in float32 with weights rounded to
 11 significant bits. The test metrics and the out-of-distribution gate stored in the spec are recomputed from

@@ -50,7 +50,7 @@ def main() -> None:
     from medimg.spec import load_spec
 
     torch.set_num_threads(args.threads)
-    spec = load_spec(os.path.join(os.path.dirname(__file__), "..", "weights", "cxr_pneumonia_resnet18.json"))
+    spec = load_spec(os.path.join(os.path.dirname(__file__), "..", "weights", "kermany_cxr_mobilenet_v2_224.json"))
     image = medimg.load_image(data_root() / "dicom" / "cxr" / "RG1_UNCR.dcm")
     win = image.default_window
     size = tuple(spec.preprocess.input_size)
@@ -61,7 +61,7 @@ def main() -> None:
 
     windowed = torch.from_numpy(apply_window(image.pixels, win, invert=image.invert))[None, None]
     rows = [
-        ("preprocess.run (2k radiograph -> 128 px)", _p50(lambda: run(image, spec.preprocess), args.repeats),
+        (f"preprocess.run (2k radiograph -> {size[0]} px)", _p50(lambda: run(image, spec.preprocess), args.repeats),
          "window + torch interpolate(antialias)", _p50(torch_path, args.repeats)),
         ("  (torch interpolate alone)", None, "interpolate(antialias) of the windowed image",
          _p50(lambda: F.interpolate(windowed, size=size, mode="bilinear", antialias=True), args.repeats)),

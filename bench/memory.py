@@ -6,7 +6,7 @@ decode a synthetic 6000 x 6000 16-bit image (DICOM, PNG, TIFF) from bytes in mem
 Grad-CAM and the overlay as the app does, and report the peak resident set size above the steady state
 (``ru_maxrss``) and the RSS after the result is dropped. Prints a table and a JSON line.
 
-    uv run python bench/memory.py [--model weights/cxr_pneumonia_resnet18.json] [--side 6000]
+    uv run python bench/memory.py [--model weights/kermany_cxr_mobilenet_v2_224.json] [--side 6000]
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def run_case(kind: str, side: int, model: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "weights" / "cxr_pneumonia_resnet18.json"))
+    ap.add_argument("--model", default=str(REPO / "weights" / "kermany_cxr_mobilenet_v2_224.json"))
     ap.add_argument("--side", type=int, default=6000)
     ap.add_argument("--kinds", default="dicom,png,tiff")
     args = ap.parse_args(argv)

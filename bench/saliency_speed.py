@@ -1,9 +1,10 @@
-"""Speed of the reviewers' saliency work on one CPU budget: the method grid of one 128 px image, a 24-case
-gallery with batched Grad-CAMs, and the faithfulness + sanity checks of one map.
+"""Speed of the reviewers' saliency work on one CPU budget: the method grid of one image at the model's input size
+(224 px for the chest model), a 24-case gallery with batched Grad-CAMs, and the faithfulness + sanity checks of one
+map.
 
 Usage::
 
-    uv run python bench/saliency_speed.py [--model weights/cxr_pneumonia_resnet18.json] [--threads 2] [--repeats 3]
+    uv run python bench/saliency_speed.py [--model weights/kermany_cxr_mobilenet_v2_224.json] [--threads 2] [--repeats 3]
 
 Every number is printed beside a baseline measured in the same run (one plain Grad-CAM call, and the same work
 done one call at a time), so ratios stay meaningful on a busy machine. Goals (issue 9): grid <= 1 s,
@@ -42,7 +43,7 @@ def _best(fn, repeats: int) -> tuple[float, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "weights" / "cxr_pneumonia_resnet18.json"))
+    ap.add_argument("--model", default=str(REPO / "weights" / "kermany_cxr_mobilenet_v2_224.json"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()

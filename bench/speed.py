@@ -4,7 +4,7 @@ Usage::
 
     uv run python bench/speed.py                        # shipped chest X-ray model if present, else the tiny model
     uv run python bench/speed.py --model tiny --repeats 30
-    uv run python bench/speed.py --model weights/cxr_pneumonia_resnet18.json --device cpu --threads 2
+    uv run python bench/speed.py --model weights/kermany_cxr_mobilenet_v2_224.json --device cpu --threads 2
 
 Steps timed, p50 / p95 over ``--repeats`` runs after one warm-up: decode (``medimg.io.load_image`` of a real
 chest DICOM from the shared data and of a Kermany JPEG), preprocess, predict (network + calibration), the
@@ -37,7 +37,7 @@ from medimg.predict import Predictor
 from medimg.spec import ModelSpec, PreprocessConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "weights" / "cxr_pneumonia_resnet18.json"
+SHIPPED = REPO / "weights" / "kermany_cxr_mobilenet_v2_224.json"
 DICOM = "dicom/cxr/RG1_UNCR.dcm"  # NEMA WG04 RG1 chest CR, 1955 x 1841, 16-bit, uncompressed
 DICOM_J2K = "dicom/cxr/RG1_J2KI.dcm"  # the same image, JPEG 2000
 

@@ -1,5 +1,5 @@
 """Training lab speed: wall time of 5 epochs of the default small CNN on PneumoniaMNIST-28, and its accuracy beside
-HOG + SVM and the shipped ResNet on the same test split.
+HOG + SVM and the shipped model of the task on the same test split.
 
 Usage::
 

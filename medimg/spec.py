@@ -74,7 +74,7 @@ class ModelSpec:
     Attributes
     ----------
     name : str
-        File stem, e.g. ``"cxr_pneumonia_resnet18"``.
+        File stem, e.g. ``"kermany_cxr_mobilenet_v2_224"``.
     title : str
         Human-readable model name for the model picker.
     architecture : str

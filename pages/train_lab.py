@@ -1,5 +1,5 @@
 """Training lab (educators): build the classic small CNN, train it live on PneumoniaMNIST or BreastMNIST, and
-compare it with HOG + SVM and the shipped ResNet on the same test split."""
+compare it with HOG + SVM and the shipped model of the task on the same test split."""
 
 import streamlit as st
 

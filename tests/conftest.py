@@ -19,7 +19,7 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
-SHIPPED = REPO / "weights" / "cxr_pneumonia_resnet18.json"
+SHIPPED = REPO / "weights" / "kermany_cxr_mobilenet_v2_224.json"
 
 
 @pytest.fixture(scope="session")

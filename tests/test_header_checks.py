@@ -74,12 +74,32 @@ def test_shipped_specs_know_the_chest_population(shared_data: Path) -> None:
     from medimg import load_image, load_spec
 
     weights = Path(__file__).resolve().parents[1] / "weights"
-    if not (weights / "cxr_pneumonia_resnet18.json").exists():
+    if not (weights / "kermany_cxr_mobilenet_v2_224.json").exists():
         pytest.skip("shipped weights not present")
-    spec = load_spec(weights / "cxr_pneumonia_resnet18.json")
+    spec = load_spec(weights / "kermany_cxr_mobilenet_v2_224.json")
     assert population_of(spec) is not None
     siim = next((shared_data / "dicom" / "cxr").glob("siim_*.dcm"))
     checks = {c.name: c for c in check_header(load_image(siim), spec)}
     assert not checks["patient age"].passed  # the SIIM adult CR
     child = load_image(shared_data / "dicom" / "cxr" / "dx_image.dcm")  # Patient's Age 005Y
     assert all(c.passed for c in check_header(child, spec) if c.name == "patient age")
+
+
+def test_head_ct_dicom_suggests_the_shipped_head_ct_model(shared_data: Path) -> None:
+    """Every slice of the shared head CT series (Modality CT, no Body Part Examined) under any other shipped model
+    gets the head CT model, the only shipped model trained on CT; under the head CT model, none."""
+    from medimg import list_weights, load_image, load_spec
+
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    specs = [load_spec(p) for p in list_weights(weights)]
+    head = [s for s in specs if s.name == "head_ct_mobilenet_v2_224"]
+    files = sorted((shared_data / "dicom" / "head-ct").rglob("*.dcm"))
+    if not head or not files:
+        pytest.skip("the head CT model or the head CT series is not there")
+    assert [s.name for s in specs if "CT" in s.modalities] == ["head_ct_mobilenet_v2_224"]
+    for f in files[:: max(1, len(files) // 5)]:
+        image = load_image(f)
+        assert image.metadata.get("Modality") == "CT"
+        for selected in specs:
+            want = None if selected is head[0] else head[0]
+            assert suggest_model(image, selected, specs) is want, (f.name, selected.name)

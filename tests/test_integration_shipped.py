@@ -1,7 +1,7 @@
 """The shipped chest X-ray model: reproduces its stored test results, handles the shared chest DICOMs,
 and (once fitted) its out-of-distribution gate passes chest X-rays and refuses out-of-scope images.
 
-Skips when ``weights/cxr_pneumonia_resnet18.*`` is not there."""
+Skips when ``weights/kermany_cxr_mobilenet_v2_224.*`` is not there."""
 
 from __future__ import annotations
 
@@ -113,7 +113,9 @@ def test_fitted_gate_passes_chest_xrays_and_refuses_out_of_scope(shipped: Predic
 
 def test_fitted_gate_refuses_adult_chest_films_it_was_not_fitted_on(shipped: Predictor, shared_data: Path) -> None:
     """Adult films of the report half of the adult-cxr patient split (never fitted on) are refused, most because
-    they resemble the adult reference set; the stored refusal rate on that half says the same."""
+    they resemble the adult reference set; the stored refusal rate on that half says the same, and the adult
+    reference score refuses at least as many of them as the layers alone (the MobileNetV2 model's layers alone
+    already refuse nearly all: 282 of 283 at the fit of November 2026)."""
     from medimg.training.reference_sets import adult_cxr_rows, report_reference_sets
 
     d = shipped.spec.gate.get("distribution") or {}
@@ -122,9 +124,11 @@ def test_fitted_gate_refuses_adult_chest_films_it_was_not_fitted_on(shipped: Pre
     stored = shipped.spec.gate["fit"]["out_of_scope"]
     (title,) = [k for k in stored if k.startswith("adult chest radiographs (NIH JPEG, report half")]
     assert stored[title]["n"] >= 250 and stored[title]["ood_flag_rate"] >= 0.95
-    assert stored[title]["ood_flag_rate"] > stored[title]["ood_flag_rate_previous_gate"] + 0.3
+    ref = shipped.spec.gate["fit"]["reference"]
+    assert ref["name"] == "adult chest radiographs" and ref["n_fit"] >= 250 and ref["fit_refusal_rate"] >= 0.95
+    assert stored[title]["ood_flag_rate"] >= stored[title]["ood_flag_rate_without_reference"] >= 0.9
     (kind, name, images), *_ = report_reference_sets("kermany-cxr", limit=12)
     assert (kind, name) == ("out_of_scope", title)
     checks = [_distribution(shipped.predict(im)) for im in images]
     assert sum(not c.passed for c in checks) >= 11
-    assert any("resembles adult chest radiographs" in c.reason for c in checks)
+    assert sum("resembles adult chest radiographs" in c.reason for c in checks if not c.passed) >= 9

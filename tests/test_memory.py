@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "weights" / "cxr_pneumonia_resnet18.json"
+MODEL = REPO / "weights" / "kermany_cxr_mobilenet_v2_224.json"
 CONTRACT_MB = 256
 
 

@@ -30,8 +30,8 @@ log = logging.getLogger("medimg.ui")
 
 #: Environment variable naming the weights folder the app lists (default :data:`medimg.WEIGHTS_DIR`).
 WEIGHTS_ENV = "MEDIMG_WEIGHTS"
-#: Environment variable naming the model (spec file name, e.g. ``cxr_pneumonia_resnet18.json``) selected when
-#: the user has not chosen one; by default :func:`default_model` picks the chest radiograph model.
+#: Environment variable naming the model (spec file name, e.g. ``kermany_cxr_mobilenet_v2_224.json``) selected
+#: when the user has not chosen one; by default :func:`default_model` picks the chest radiograph model.
 DEFAULT_MODEL_ENV = "MEDIMG_DEFAULT_MODEL"
 #: Analyses (predict + Grad-CAM) that may run at once in one server process; further ones wait, then get a
 #: "busy" message instead of overloading the machine.
@@ -119,8 +119,10 @@ def default_model(options: list[ModelOption]) -> ModelOption | None:
     """The model selected before the user chooses one.
 
     ``$MEDIMG_DEFAULT_MODEL`` (a spec file name) when it is among ``options``; else the chest radiograph model
-    (a spec whose modalities include CR or DX and body parts CHEST), the one with the largest input first (the
-    uploader's first image is most often a chest film); else the first usable option.
+    (a spec whose modalities include CR or DX and body parts CHEST; the uploader's first image is most often a
+    chest film): one trained on full-resolution films before a benchmark model trained on MedMNIST's 28 px
+    images (``training["data"]`` ``"medmnist:<flag>"``, whatever size it upsamples them to), then the one with the
+    largest input, then the first in file-name order; else the first usable option.
 
     Parameters
     ----------
@@ -140,8 +142,15 @@ def default_model(options: list[ModelOption]) -> ModelOption | None:
     usable = [o for o in options if o.spec is not None]
     chest = [o for o in usable if {"CR", "DX"} & set(o.spec.modalities) and "CHEST" in o.spec.body_parts]
     if chest:
-        return max(chest, key=lambda o: (min(o.spec.preprocess.input_size), -options.index(o)))
+        return max(chest, key=lambda o: (not _benchmark(o.spec), min(o.spec.preprocess.input_size),
+                                         -options.index(o)))
     return usable[0] if usable else options[0]
+
+
+def _benchmark(spec: ModelSpec) -> bool:
+    """Whether the spec's model was trained on a MedMNIST benchmark (28 px images, ``"medmnist:<flag>"``)."""
+    data = (spec.training or {}).get("data", "")
+    return isinstance(data, str) and data.startswith("medmnist:")
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -6,8 +6,8 @@ import streamlit as st
 
 from medimg.ui.resources import ModelOption, available_models, default_model, device_hint, weights_dir
 
-__all__ = ["MODEL_KEY", "PICKER_KEY", "NOT_FOR_DIAGNOSIS", "sidebar", "selected_model", "notice", "intended_use_text",
-           "app_chrome", "page_chrome"]
+__all__ = ["MODEL_KEY", "PICKER_KEY", "NOT_FOR_DIAGNOSIS", "sidebar", "selected_model", "choose_model", "notice",
+           "intended_use_text", "app_chrome", "page_chrome"]
 
 #: ``st.session_state`` key of the selected model (a spec file name, never patient data).
 MODEL_KEY = "medimg.model"
@@ -48,6 +48,22 @@ def selected_model() -> ModelOption | None:
             return o if not o.error else None
     o = default_model(options)
     return o if o is not None and not o.error else None
+
+
+def choose_model(name: str) -> None:
+    """Select the model ``name`` (a spec file name) as if picked in the sidebar; a widget callback.
+
+    Sets the session's choice and drops the picker's own widget state, so the picker is drawn on the next run
+    with this model selected (writing the picker's value directly would clash with its default index).
+
+    Parameters
+    ----------
+    name : str
+        ``<name>.json`` of one of :func:`medimg.ui.resources.available_models`.
+    """
+    st.session_state[MODEL_KEY] = name
+    if PICKER_KEY in st.session_state:
+        del st.session_state[PICKER_KEY]
 
 
 def notice(option: ModelOption | None) -> None:

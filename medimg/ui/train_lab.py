@@ -1,5 +1,5 @@
 """The training lab (educators): build the classic small CNN, train it live, compare it with HOG + SVM and the
-shipped ResNet on the same test split.
+shipped model of the task on the same test split.
 
 The lesson of the founding documents: (convolution -> ReLU -> max-pooling) two or three times, then fully
 connected layers, trained with cross-entropy and Adam on PneumoniaMNIST-28 or BreastMNIST-28.
@@ -28,7 +28,7 @@ the task loaders, :class:`medimg.training.data.GlobalBatchSampler` (seeded batch
 ``medimg.training``, and only inside functions.
 
 The MedMNIST splits and the HOG + SVM baseline are public benchmark data, not patient data: they are cached per
-process (:data:`_DATA`, :data:`_BASELINES`) so a second run starts at once.
+process (:data:`_DATA`, :data:`_BASELINES`, :data:`_SHIPPED`) so a second run starts at once.
 """
 
 from __future__ import annotations
@@ -184,7 +184,8 @@ class LabResult:
     baseline : dict or None
         HOG + SVM on the same split (``metrics``, ``C``, ``fit_seconds``); None until computed or on failure.
     shipped : dict or None
-        The shipped ResNet on the same test split (``name``, ``title``, ``metrics``); None when absent.
+        The shipped model of the task on the same test split (``name``, ``title``, ``architecture``,
+        ``input_size``, ``metrics``); None when absent.
     notes : list of str
         Why a comparison is missing, in words.
     """
@@ -208,6 +209,7 @@ class LabResult:
 
 _DATA: dict[tuple[str, int | None], dict[str, Any]] = {}
 _BASELINES: dict[tuple[str, int | None, int], dict[str, Any]] = {}
+_SHIPPED: dict[tuple[str, int | None, str, int, int], dict[str, Any]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -438,7 +440,12 @@ def hog_svm_baseline(config: LabConfig) -> dict[str, Any]:
 
 
 def shipped_on_split(config: LabConfig, folder: Any = None) -> dict[str, Any] | None:
-    """The shipped model of the lab's task (a ResNet trained by ``medimg train``) on the same test split.
+    """The shipped model of the lab's task (trained by ``medimg train``) on the same test split.
+
+    The test images are the lab's (the same images, in the same order); the shipped model sees them through its
+    own preprocessing, as the app and ``medimg evaluate`` feed it: a model trained at another input size (the
+    PneumoniaMNIST model upsamples the 28 px images to 224 px) or with another window or geometry gets the split
+    read again at its size. The result is kept per process, task, subset and model file.
 
     Parameters
     ----------
@@ -449,28 +456,50 @@ def shipped_on_split(config: LabConfig, folder: Any = None) -> dict[str, Any] | 
     Returns
     -------
     dict or None
-        ``name``, ``title``, ``architecture``, ``metrics`` (:func:`medimg.evaluate.compute_metrics` of its
-        calibrated probabilities); None when no model of this task and size is installed.
+        ``name``, ``title``, ``architecture``, ``input_size`` and ``metrics``
+        (:func:`medimg.evaluate.compute_metrics` of its calibrated probabilities); None when no model of this task
+        is installed. A model at the lab's size is preferred (it needs no second pass over the images), then the
+        first by file name.
     """
+    from dataclasses import replace as dc_replace
+
     import torch
 
     from medimg.evaluate import compute_metrics
     from medimg.predict import Predictor
+    from medimg.training.tasks import load_task_split
 
     candidates = [o for o in available_models(folder) if o.spec is not None
-                  and o.spec.training.get("config", {}).get("task") == config.task
-                  and tuple(o.spec.preprocess.input_size) == (SIZE, SIZE)]
+                  and o.spec.training.get("config", {}).get("task") == config.task]
     if not candidates:
         return None
-    option = sorted(candidates, key=lambda o: (not o.spec.architecture.startswith("resnet"), o.path.name))[0]
+    option = sorted(candidates, key=lambda o: (tuple(o.spec.preprocess.input_size) != (SIZE, SIZE),
+                                               o.path.name))[0]
+    stamp = (option.path.stat().st_mtime_ns, option.path.with_suffix(".safetensors").stat().st_mtime_ns)
+    key = (config.task, config.limit, str(option.path.resolve()), *stamp)
+    with _CACHE_LOCK:
+        hit = _SHIPPED.get(key)
+    if hit is not None:
+        return hit
     data, _ = _load_splits(config)
     te = data["splits"]["test"]
     pred = Predictor.from_spec(option.path, device="cpu")
-    mean = torch.tensor(pred.spec.preprocess.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(pred.spec.preprocess.std, dtype=torch.float32).view(1, -1, 1, 1)
+    pp = pred.spec.preprocess
+    if dc_replace(pp, mean=data["pp"].mean, std=data["pp"].std) != data["pp"]:
+        # another size, channel count, window or geometry: the same images through the model's own preprocessing
+        own = _first(load_task_split(config.task, "test", pp, config.limit), config.limit)
+        if list(own.ids) != list(te.ids):
+            raise RuntimeError("the shipped model's preprocessing selected other test images than the lab's")
+        te = own
+    mean = torch.tensor(pp.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(pp.std, dtype=torch.float32).view(1, -1, 1, 1)
     probs = pred.predict_proba(((te.x - mean) / std).contiguous())
-    return {"name": option.path.stem, "title": option.title, "architecture": option.spec.architecture,
-            "metrics": compute_metrics(te.y.numpy(), probs, data["positive"], option.spec.threshold)}
+    out = {"name": option.path.stem, "title": option.title, "architecture": option.spec.architecture,
+           "input_size": tuple(pp.input_size),
+           "metrics": compute_metrics(te.y.numpy(), probs, data["positive"], option.spec.threshold)}
+    with _CACHE_LOCK:
+        _SHIPPED[key] = out
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -779,7 +808,7 @@ def _status_line(snap: Mapping[str, Any]) -> str:
     if state == "testing":
         return "Testing on the held-out test split ..."
     if state == "comparing":
-        return "Comparing with the shipped ResNet and fitting HOG + SVM on the same split (once per server) ..."
+        return "Comparing with the shipped model and fitting HOG + SVM on the same split (once per server) ..."
     if state == "done":
         train_s = sum(h.get("seconds", 0.0) for h in snap["history"])
         return (f"Done: {len(snap['history'])} epoch(s) in {train_s:.1f} s of training ({snap['elapsed']:.0f} s "
@@ -849,7 +878,7 @@ def _metrics_row(name: str, m: Mapping[str, Any]) -> dict[str, Any]:
 
 def results_section(job: LabJob) -> None:
     """Test-split results of a finished or stopped run: confusion matrix, accuracy/precision/recall, the learned
-    first-layer filters and the comparison with HOG + SVM and the shipped ResNet."""
+    first-layer filters and the comparison with HOG + SVM and the shipped model."""
     snap = job.snapshot()
     res: LabResult | None = snap["result"]
     if res is None:
@@ -882,7 +911,9 @@ def results_section(job: LabJob) -> None:
     if res.baseline is not None:
         rows.append(_metrics_row(f"HOG + SVM (C = {res.baseline['C']:g})", res.baseline["metrics"]))
     if res.shipped is not None:
-        rows.append(_metrics_row(f"shipped {res.shipped['architecture']}", res.shipped["metrics"]))
+        size = res.shipped.get("input_size", (SIZE, SIZE))
+        at = f" ({size[0]} px)" if tuple(size) != (SIZE, SIZE) else ""
+        rows.append(_metrics_row(f"shipped {res.shipped['architecture']}{at}", res.shipped["metrics"]))
     st.dataframe({"Model": [r["name"] for r in rows],
                   "Accuracy": [f"{r['accuracy']:.1%}" for r in rows],
                   "Precision (PPV)": [f"{r['precision']:.1%}" if r["precision"] is not None else "n/a" for r in rows],
@@ -896,4 +927,7 @@ def results_section(job: LabJob) -> None:
         st.caption("The HOG + SVM baseline is still being fitted ...")
     st.caption("Same test split for all three. HOG + SVM: histograms of oriented gradients (Dalal & Triggs 2005) "
                "and a linear SVM, C chosen on the validation split. The shipped model was trained longer, with "
-               "more augmentation, from the command line (`medimg train`).")
+               "more augmentation, from the command line (`medimg train`)"
+               + (f", and sees these {SIZE} px images enlarged to its {res.shipped['input_size'][0]} px input."
+                  if res.shipped is not None and tuple(res.shipped.get("input_size", (SIZE, SIZE))) != (SIZE, SIZE)
+                  else "."))

@@ -358,20 +358,45 @@ def header_checks_for(image: MedicalImage, option: Any, prediction: Prediction) 
 
 
 def show_model_suggestion(image: MedicalImage, option: Any) -> None:
-    """When the DICOM header (Modality, Body Part Examined, age) fits another model better, say which."""
+    """Offer the model that fits the image better than the selected one, with a button that selects it.
+
+    A DICOM whose header (Modality, Body Part Examined, age) fits another model better
+    (:func:`medimg.header_checks.suggest_model`) gets that model; a colour image under a grayscale model, or a
+    grayscale image under a colour model, gets the models of its kind when there are at most three (a raster
+    image says nothing else about what it shows).
+    """
     from medimg.header_checks import suggest_model
     from medimg.ui.resources import available_models
+    from medimg.ui.sidebar import choose_model
 
-    if option is None or option.spec is None or image.format != "dicom":
+    if option is None or option.spec is None:
         return
-    others = [o for o in available_models() if o.spec is not None]
-    better = suggest_model(image, option.spec, [o.spec for o in others])
-    if better is None:
+    others = [o for o in available_models() if o.spec is not None and o.path.name != option.path.name]
+    if image.format == "dicom":
+        better = suggest_model(image, option.spec, [o.spec for o in others])
+        offered = [o for o in others if better is not None and o.spec.name == better.name]
+        md = image.metadata
+        said = ", ".join(f"{k} {md[k]}" for k in ("Modality", "Body Part Examined") if k in md) or "its header"
+        text = f"This image's header ({said}) fits **{better.title}** better than the selected model." if offered \
+            else ""
+    else:
+        colour = bool(image.is_color)
+        wanted = 3 if colour else 1
+        offered = [o for o in others if o.spec.preprocess.in_chans == wanted]
+        if option.spec.preprocess.in_chans == wanted or not 0 < len(offered) <= 3:
+            return
+        kind = "in colour" if colour else "grayscale"
+        text = (f"This image is {kind}; the selected model was trained on "
+                f"{'grayscale' if colour else 'colour'} images. Models for {kind} images: "
+                + ", ".join(f"**{o.title}**" for o in offered) + ".")
+    if not offered:
         return
-    md = image.metadata
-    said = ", ".join(f"{k} {md[k]}" for k in ("Modality", "Body Part Examined") if k in md) or "its header"
-    st.info(f"This image's header ({said}) fits **{better.title}** better than the selected model. Choose it "
-            "in the sidebar's model picker.", icon=":material/swap_horiz:")
+    which = "it" if len(offered) == 1 else "one"
+    st.info(f"{text} Choose {which} here or in the sidebar's model picker.", icon=":material/swap_horiz:")
+    cols = st.columns(len(offered))
+    for col, o in zip(cols, offered, strict=True):
+        col.button(f"Use {o.title}", key=f"use-model-{o.path.stem}", on_click=choose_model, args=(o.path.name,),
+                   icon=":material/swap_horiz:")
 
 
 def confirm_warnings(option: Any, upload: Any, frame: int | None, verdict: GateVerdict, extra: tuple = ()) -> bool:

@@ -1,4 +1,6 @@
-"""AppTest over every shipped model: the picker offers each one, and each analyses an image of its own task."""
+"""AppTest over every shipped model: the picker offers each one, each analyses an image of its own task, the
+dashboard shows each one's test-set report, an image of a task finds its model (a head CT DICOM, a cervical
+cytology PNG), and the training lab compares with the shipped PneumoniaMNIST model at its own input size."""
 
 from __future__ import annotations
 
@@ -12,10 +14,16 @@ from apptest_helpers import assert_clean, plotly_array, plotly_specs
 from PIL import Image
 
 from medimg import list_weights, load_spec
+from medimg.evaluate import EvalReport
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = "pages/analyze.py"
 SHIPPED = list_weights(REPO / "weights")
+PICKER = "medimg.model_picker"
+CHEST = "kermany_cxr_mobilenet_v2_224.json"
+HEAD_CT = "head_ct_mobilenet_v2_224.json"
+CERVIX = "cric_cervix_mobilenet_v2_96.json"
+BLOOD = "pbc_blood_mobilenet_v2_224.json"
 
 
 def _test_image(spec_path: Path, shared: Path) -> tuple[str, bytes]:
@@ -35,12 +43,132 @@ def _test_image(spec_path: Path, shared: Path) -> tuple[str, bytes]:
     return "scan" + path.suffix, path.read_bytes()
 
 
+def _report(spec_path: Path) -> EvalReport:
+    return EvalReport.load(spec_path.with_name(f"{spec_path.stem}.eval.json"))
+
+
+def _needs(*names: str) -> None:
+    missing = [n for n in names if not (REPO / "weights" / n).exists()]
+    if missing:
+        pytest.skip(f"not shipped: {', '.join(missing)}")
+
+
+def _suggestions(at) -> list[str]:  # noqa: ANN001 - AppTest
+    return [i.value for i in at.info if "Choose it here" in i.value or "Choose one here" in i.value]
+
+
+def _failed_checks(at) -> list[str]:  # noqa: ANN001 - AppTest
+    return [w.value.split(")", 1)[0].removeprefix("**Check failed (") for w in at.warning
+            if w.value.startswith("**Check failed (")]
+
+
 def test_picker_offers_every_shipped_model(make_app) -> None:
     at = make_app(PAGE, REPO / "weights").run()
     assert_clean(at)
-    picker = at.sidebar.selectbox(key="medimg.model_picker")
-    assert len(picker.options) == len(SHIPPED) >= 6
+    picker = at.sidebar.selectbox(key=PICKER)
+    assert len(picker.options) == len(SHIPPED) >= 8
     assert set(picker.options) == {load_spec(p).title for p in SHIPPED}
+    tasks = {load_spec(p).training["config"]["task"] for p in SHIPPED}
+    assert {"head-ct", "cric-cervix"} <= tasks
+    # the full-resolution chest radiograph model is the default, not the 28 px PneumoniaMNIST benchmark one
+    assert picker.value == CHEST
+    assert at.get("file_uploader")[0].label.startswith("Chest radiograph (CR, DX)")
+
+
+def test_default_model_prefers_full_resolution_chest_films_over_the_benchmark() -> None:
+    """Both chest models take 224 px inputs; the benchmark one (MedMNIST, 28 px images) sorts first by name in a
+    folder where it is called ``a_...``, and is still not the default."""
+    from dataclasses import replace
+
+    from medimg.ui.resources import ModelOption, default_model
+
+    chest = load_spec(REPO / "weights" / CHEST) if (REPO / "weights" / CHEST).exists() else None
+    if chest is None:
+        pytest.skip("the chest model is not shipped")
+    bench = replace(chest, name="a_bench", training={**chest.training, "data": "medmnist:pneumoniamnist"})
+    options = [ModelOption(Path("a_bench.json"), bench), ModelOption(Path("b_chest.json"), chest)]
+    assert default_model(options).path.name == "b_chest.json"
+    small = replace(chest, name="c_small", preprocess=replace(chest.preprocess, input_size=(96, 96)))
+    options.append(ModelOption(Path("0_small.json"), small))
+    assert default_model(options).path.name == "b_chest.json"  # then the largest input
+    assert default_model(options[:1]).path.name == "a_bench.json"  # a benchmark model when it is the only one
+
+
+def test_head_ct_dicom_is_offered_the_head_ct_model(make_app, shared_data: Path) -> None:
+    """A CT DICOM of the shared head CT series under the default chest model: the chest model's modality check
+    fails, the page offers the head CT model, one click selects it, and the head CT model analyses the slice."""
+    _needs(CHEST, HEAD_CT)
+    head = load_spec(REPO / "weights" / HEAD_CT)
+    dcm = sorted((shared_data / "dicom" / "head-ct").rglob("*.dcm"))
+    if not dcm:
+        pytest.skip("no head CT DICOM in the shared data")
+    at = make_app(PAGE, REPO / "weights").run()
+    assert at.sidebar.selectbox(key=PICKER).value == CHEST
+    at.file_uploader(key="medimg.upload").upload("slice.dcm", dcm[0].read_bytes(), "application/dicom")
+    at.run()
+    assert_clean(at)
+    assert "modality" in _failed_checks(at)
+    assert _suggestions(at) == [f"This image's header (Modality CT) fits **{head.title}** better than the selected "
+                                "model. Choose it here or in the sidebar's model picker."]
+    assert [b.label for b in at.button if b.key.startswith("use-model-")] == [f"Use {head.title}"]
+    at.button(key="use-model-head_ct_mobilenet_v2_224").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key=PICKER).value == HEAD_CT
+    assert at.get("file_uploader")[0].label.startswith("Head CT (CT)")
+    assert not _suggestions(at)
+    failed = _failed_checks(at)
+    assert "modality" not in failed and "body part" not in failed and "channels" not in failed, failed
+    anyway = [c for c in at.checkbox if c.label.startswith("Analyse anyway")]
+    if failed:  # the distribution gate may refuse a slice of another scanner than Kitamura's PNG slices
+        assert anyway
+        anyway[0].check()
+        at.run()
+        assert_clean(at)
+    bars = plotly_specs(at)["probabilities"]["data"][0]
+    assert list(plotly_array(bars["y"])) == ["normal", "hemorrhage"]
+    # the choice is kept: the same session on another run still has the head CT model
+    at.run()
+    assert at.sidebar.selectbox(key=PICKER).value == HEAD_CT
+
+
+def test_cervical_cytology_png_is_offered_the_colour_models(make_app, shared_data: Path) -> None:
+    """A CRIC cell crop as an RGB PNG under the default (grayscale) chest model: the channels check fails, the
+    page offers the colour models (blood cells, cervical cytology); choosing the cervical one gives the 6 Bethesda
+    classes with the probabilities of the model's stored test report for that image."""
+    _needs(CHEST, CERVIX, BLOOD)
+    cervix_path = REPO / "weights" / CERVIX
+    cervix, report = load_spec(cervix_path), _report(cervix_path)
+    i = 0
+    rgb = np.asarray(Image.open(shared_data / "cric-cervix" / report.ids[i]).convert("RGB"))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    at = make_app(PAGE, REPO / "weights").run()
+    at.file_uploader(key="medimg.upload").upload("cell.png", buf.getvalue(), "image/png")
+    at.run()
+    assert_clean(at)
+    assert "channels" in _failed_checks(at)
+    colour = sorted((load_spec(p) for p in SHIPPED if load_spec(p).preprocess.in_chans == 3), key=lambda s: s.name)
+    assert {"cric_cervix_mobilenet_v2_96", "pbc_blood_mobilenet_v2_224"} <= {s.name for s in colour}
+    assert len(colour) <= 3, "the page offers the models of the image's kind when there are at most three"
+    (text,) = _suggestions(at)
+    assert text.startswith("This image is in colour; the selected model was trained on grayscale images.")
+    assert all(f"**{s.title}**" in text for s in colour)
+    assert {b.label for b in at.button if b.key.startswith("use-model-")} == {f"Use {s.title}" for s in colour}
+    at.button(key="use-model-cric_cervix_mobilenet_v2_96").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key=PICKER).value == CERVIX
+    assert at.get("file_uploader")[0].label.startswith("Cervix micrograph (SM, XC, OT)")
+    assert not _suggestions(at)
+    failed = _failed_checks(at)
+    assert "channels" not in failed, failed
+    if failed:
+        assert failed == ["distribution"], failed
+        next(c for c in at.checkbox if c.label.startswith("Analyse anyway")).check()
+        at.run()
+        assert_clean(at)
+    bars = plotly_specs(at)["probabilities"]["data"][0]
+    assert list(plotly_array(bars["y"])) == list(cervix.labels) == ["NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC"]
+    np.testing.assert_allclose(plotly_array(bars["x"]), report.probs[i], atol=1e-4)
 
 
 @pytest.mark.parametrize("spec_path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -75,21 +203,66 @@ def test_each_shipped_model_analyses_its_own_test_image(make_app, shared_data: P
 
 @pytest.mark.parametrize("spec_path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_dashboard_of_each_shipped_model(make_app, spec_path: Path) -> None:
-    """Binary and multi-class reports: metrics table, confusion matrix of K x K, no traceback."""
-    spec = load_spec(spec_path)
+    """Binary and multi-class reports: the model's own report (its test images and their classes), the metrics
+    table with the stored accuracy, the K x K confusion matrix with the model's labels and the counts of its
+    stored probabilities, the per-class table of a multi-class model, no traceback."""
+    from sklearn.metrics import confusion_matrix
+
+    spec, report = load_spec(spec_path), _report(spec_path)
     at = make_app("pages/dashboard.py", REPO / "weights").run()
-    at.sidebar.selectbox(key="medimg.model_picker").set_value(spec_path.name).run()
+    at.sidebar.selectbox(key=PICKER).set_value(spec_path.name).run()
     assert_clean(at)
     assert not at.error, [e.value for e in at.error]
+    assert [t.value for t in at.title] == ["Test-set dashboard"]
+    counts = ", ".join(f"{label}: {int((report.y_true == k).sum())}" for k, label in enumerate(spec.labels))
+    assert any(c.value.startswith(f"{spec.title} on the **test** split: {len(report.y_true)} images ({counts}).")
+               for c in at.caption), [c.value for c in at.caption]
     table = at.dataframe[0].value
-    metrics = list(table["Metric"])
-    assert "Accuracy" in metrics and "AUROC" in metrics
+    metrics = dict(zip(table["Metric"], table["Value"], strict=True))
+    assert "AUROC" in metrics and metrics["Accuracy"] == f"{spec.metrics['test']['accuracy']:.3f}"
     if spec.num_classes > 2:
         assert "Specificity (macro, one-vs-rest)" in metrics
+        per_class = next(d.value for d in at.dataframe if "Class" in d.value.columns)
+        assert list(per_class["Class"]) == list(spec.labels)
+        assert [int(n) for n in per_class["Images"]] == [int((report.y_true == k).sum())
+                                                         for k in range(spec.num_classes)]
     else:
         assert "Specificity" in metrics
     figs = plotly_specs(at)
-    cm = [f for f in figs.values() if any(t.get("type") == "heatmap" for t in f["data"])]
-    assert cm, list(figs)
-    z = plotly_array([t for t in cm[0]["data"] if t.get("type") == "heatmap"][0]["z"])
-    assert np.asarray(z).shape == (spec.num_classes, spec.num_classes)
+    heat = next(t for t in figs["cm"]["data"] if t.get("type") == "heatmap")
+    assert heat["x"] == heat["y"] == list(spec.labels)
+    z = plotly_array(heat["z"]).reshape(spec.num_classes, spec.num_classes)
+    if spec.num_classes == 2:
+        pos = spec.positive_label if spec.positive_label is not None else 1
+        t = report.threshold if report.threshold is not None else (spec.threshold or 0.5)
+        y_pred = np.where(report.probs[:, pos] >= t, pos, 1 - pos)
+    else:
+        y_pred = report.probs.argmax(axis=1)
+    np.testing.assert_array_equal(z, confusion_matrix(report.y_true, y_pred, labels=range(spec.num_classes)))
+    assert {"calibration", "training"} <= set(figs)
+
+
+def test_training_lab_compares_with_the_shipped_pneumoniamnist_model_at_its_own_size(shared_data: Path) -> None:
+    """The lab's 28 px PneumoniaMNIST test images go to the shipped 224 px model through its own preprocessing:
+    its metrics are those of its stored test report on the same images."""
+    from medimg.evaluate import compute_metrics
+    from medimg.ui import train_lab as tl
+
+    name = "pneumoniamnist_mobilenet_v2_224.json"
+    _needs(name)
+    if not (shared_data / "medmnist" / "pneumoniamnist.npz").exists():
+        pytest.skip("PneumoniaMNIST is not in the shared data")
+    spec, report = load_spec(REPO / "weights" / name), _report(REPO / "weights" / name)
+    cfg = tl.LabConfig(limit=48)
+    out = tl.shipped_on_split(cfg, REPO / "weights")
+    assert out is not None and out["name"] == spec.name and out["title"] == spec.title
+    assert out["architecture"] == "mobilenet_v2" and out["input_size"] == (224, 224)
+    data, _ = tl._load_splits(cfg)
+    ids = list(data["splits"]["test"].ids)
+    assert len(ids) == out["metrics"]["n"] == 48
+    rows = [report.ids.index(i) for i in ids]
+    want = compute_metrics(report.y_true[rows], report.probs[rows], spec.positive_label, spec.threshold)
+    for k in ("accuracy", "sensitivity", "specificity"):
+        assert out["metrics"][k] == pytest.approx(want[k], abs=1e-12), k
+    assert out["metrics"]["auroc"] == pytest.approx(want["auroc"], abs=1e-3)
+    assert tl.shipped_on_split(cfg, REPO / "weights") is out  # computed once per process, task, subset and file

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 @pytest.fixture(scope="module")
 def lab_server(server: tuple[str, Path], shared_data: Path) -> tuple[str, Path]:
     """The shared e2e server (tests/e2e/conftest.py), when the lab's data and the shipped model are there."""
-    if not (WEIGHTS / "pneumoniamnist_resnet10s_28.safetensors").exists():
+    if not (WEIGHTS / "pneumoniamnist_mobilenet_v2_224.safetensors").exists():
         pytest.skip("the shipped PneumoniaMNIST model is not in weights/")
     if not (shared_data / "medmnist" / "pneumoniamnist.npz").exists():
         pytest.skip("PneumoniaMNIST is not in the shared data")
@@ -58,7 +58,8 @@ def test_training_lab_trains_one_epoch_and_draws_the_curve(lab_server: tuple[str
                    el => (el.data || []).some(t => t.name === 'training loss' && (t.y || []).length === 1))""")
         assert _curve_points(page) == 1
         page.get_by_role("heading", name="Test split").wait_for()
-        # the comparison figure: the small CNN, HOG + SVM and the shipped ResNet on the same test split
+        # the comparison figure: the small CNN, HOG + SVM and the shipped model (MobileNetV2, 224 px) on the same
+        # test split
         page.wait_for_function(
             """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => {
                    const names = (el.data || []).map(t => t.name || '');
@@ -69,7 +70,7 @@ def test_training_lab_trains_one_epoch_and_draws_the_curve(lab_server: tuple[str
         page.screenshot(path=str(shots / "train_lab.png"), full_page=True)
         body = page.inner_text("body")
         assert "Not for diagnostic use" in body and "Traceback" not in body and "Something went wrong" not in body
-        assert "shipped resnet10_small" in body
+        assert "shipped mobilenet_v2 (224 px)" in body
         # Inside the CNN, same session: the shipped model's layers
         page.get_by_role("link", name="Inside the CNN").click()
         page.get_by_role("heading", name="Inside the CNN").wait_for()

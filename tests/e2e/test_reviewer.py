@@ -27,8 +27,8 @@ def test_reviewer_upload_lab_grid_and_dashboard_cell(server: tuple[str, Path], s
         # the same image in the saliency lab: the grid of every method, each labelled with its grid
         page.get_by_role("link", name="Saliency lab").click()
         page.get_by_role("heading", name="Saliency lab").wait_for()
-        page.get_by_text("4 x 4 cells", exact=False).first.wait_for()
-        page.get_by_text("coincide at layer4 by construction", exact=False).first.wait_for()
+        page.get_by_text("7 x 7 cells", exact=False).first.wait_for()
+        page.get_by_text("coincide at features.18 by construction", exact=False).first.wait_for()
         page.set_viewport_size({"width": 1440, "height": 2400})
         page.wait_for_timeout(2000)
         page.screenshot(path=str(shots / "saliency_lab.png"), full_page=True)

@@ -272,7 +272,7 @@ def test_what_if_unchanged_reproduces_the_shipped_predictor(chest_like) -> None:
     from medimg import WEIGHTS_DIR
     from medimg.predict import Predictor
 
-    spec = WEIGHTS_DIR / "pneumoniamnist_resnet10s_28.json"
+    spec = WEIGHTS_DIR / "pneumoniamnist_mobilenet_v2_224.json"
     if not spec.exists():
         pytest.skip("shipped weights not present")
     pred = Predictor.from_spec(spec, device="cpu")
