@@ -123,9 +123,16 @@ def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list
                                 "images (the grayscale was copied into all three channels).", "grayscale"))
     rows, cols = image.shape[:2]
     need = min(spec.preprocess.input_size)
+    trained = (spec.gate or {}).get("training_image_sides") or {}
+    if trained.get("min"):
+        # the model learned from images this small (enlarged to its input like this one): smaller than the
+        # smallest of them is what lacks detail, not smaller than the input
+        need = min(need, int(trained["min"]))
     if min(rows, cols) < need:
-        checks.append(GateCheck("size", False, f"The image ({rows} x {cols}) is smaller than the model input "
-                                f"({need} px): it was enlarged, so fine detail is missing.", min(rows, cols)))
+        seen = (f"the smallest training image ({need} px short side)" if trained.get("min") and need < min(
+            spec.preprocess.input_size) else f"the model input ({need} px)")
+        checks.append(GateCheck("size", False, f"The image ({rows} x {cols}) is smaller than {seen}: it was "
+                                "enlarged, so fine detail is missing.", min(rows, cols)))
     checks.extend(GateCheck(c.name, c.passed, c.reason, c.value) for c in check_header(image, spec))
     std = float(np.std(pre.image))
     if std < BLANK_STD:

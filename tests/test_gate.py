@@ -100,6 +100,20 @@ def test_check_image_blank_colour_and_size(tiny_spec_path: Path) -> None:
     assert not checks["size"].passed and "32 x 40" in checks["size"].reason
 
 
+def test_size_check_compares_with_the_training_images_when_the_spec_knows_them(tiny_spec_path: Path) -> None:
+    """A model trained on 28 px images enlarged to its input must not refuse a 32 px image for being small."""
+    spec = load_spec(tiny_spec_path)
+    assert min(spec.preprocess.input_size) > 32
+    spec = spec.replace(gate={**(spec.gate or {}), "training_image_sides": {"min": 28, "p05": 28, "median": 28}})
+    rng = np.random.default_rng(1)
+    img = _gray(rng.uniform(0, 255, (32, 40)))
+    checks = [c for c in check_image(img, preprocess_run(img, spec.preprocess), spec) if c.name == "size"]
+    assert checks == []  # not smaller than what the model learned from
+    tiny = _gray(rng.uniform(0, 255, (20, 40)))
+    (size,) = [c for c in check_image(tiny, preprocess_run(tiny, spec.preprocess), spec) if c.name == "size"]
+    assert not size.passed and "smallest training image (28 px" in size.reason
+
+
 def test_check_image_dicom_modality_and_body_part(tiny_spec_path: Path) -> None:
     spec = load_spec(tiny_spec_path)
     px = np.random.default_rng(1).uniform(0, 255, (96, 96))

@@ -115,6 +115,42 @@ def _previous_gate(spec: ModelSpec, names: tuple[str, ...]) -> tuple[Scorer, dic
                      "reference": None if old.discriminator is None else old.discriminator.reference}
 
 
+def training_image_sides(task_key: str) -> dict[str, int] | None:
+    """Short sides of a task's training images as stored (before any resize), for the gate's size check.
+
+    Parameters
+    ----------
+    task_key : str
+        Key of :data:`medimg.training.tasks.TASKS` (a ``TASK::fold=K`` key reads its base task).
+
+    Returns
+    -------
+    dict or None
+        ``min``, ``p05`` and ``median`` short side in pixels over the training split (image headers only, no
+        decode; MedMNIST: the release's side); None for a task whose images are not listed (``csv:`` tasks).
+    """
+    from PIL import Image
+
+    from medimg.catalog import data_root, read_manifest
+    from medimg.training.tasks import TASKS, split_fold_key
+
+    task = TASKS.get(split_fold_key(task_key)[0])
+    if task is None:
+        return None
+    if task.medmnist_flag:
+        return {"min": 28, "p05": 28, "median": 28}
+    folder = data_root() / task.folder
+    sides = []
+    for r in read_manifest(folder):
+        if r["split"] == "train":
+            with Image.open(folder / r["path"]) as im:  # reads the header only
+                sides.append(min(im.size))
+    if not sides:
+        return None
+    a = np.asarray(sides)
+    return {"min": int(a.min()), "p05": int(np.percentile(a, 5)), "median": int(np.median(a))}
+
+
 def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int = 64, device: str = "auto",
              limit: int | None = None, out_of_scope: bool = True, n_out_of_scope: int = 100,
              domain: str | None = None, batch_size: int = 64, stages: bool = True, reference: bool = True,
@@ -284,6 +320,9 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         raise SpecError(f"The weights of {spec.name} changed while the gate was being fitted; run fit-gate again.")
     gate = dict(current.gate)
     gate.update(distribution=distribution, fit=fit)
+    sides = training_image_sides(spec.training.get("config", {}).get("task", ""))
+    if sides:
+        gate["training_image_sides"] = sides
     spec = current.replace(gate=gate)
     save_spec(spec, spec_path)
     if fit["test_pass_rate"] < fit["test_pass_rate_lowest_plausible"]:
