@@ -50,15 +50,19 @@ def run_name(task: str, init: str, seed: int) -> str:
     return name + (f"_seed{seed}" if seed else "")
 
 
-def command(task: str, init: str, seed: int, pack: Path, out: Path, threads: int, smoke: bool = False) -> list[str]:
-    """The ``medimg train`` command line of one run (``smoke``: 1 epoch on 32 images per split)."""
+def command(task: str, init: str, seed: int, pack: Path | None, out: Path, threads: int,
+            smoke: bool = False) -> list[str]:
+    """The ``medimg train`` command line of one run (``smoke``: 1 epoch on 32 images per split; ``pack`` None:
+    from the data folder itself, gate fitted: how the shipped model is reproduced on a machine with the data)."""
     size, epochs, batch, ema, patience, lr = PLAN[task]
     if smoke:
         epochs, batch = 1, 16
     cmd = [sys.executable, "-m", "medimg.cli", "train", "--task", task, "--arch", ARCH, "--size", str(size),
            "--epochs", str(epochs), "--batch-size", str(batch), "--lr", str(lr), "--ema-decay", str(ema),
            "--patience", str(patience), "--seed", str(seed), "--out", str(out), "--name",
-           run_name(task, init, seed), "--threads", str(threads), "--no-gate", "--data-pack", str(pack)]
+           run_name(task, init, seed), "--threads", str(threads)]
+    if pack is not None:
+        cmd += ["--no-gate", "--data-pack", str(pack)]
     if smoke:
         cmd += ["--limit", "32"]
     if init == "imagenet":
@@ -69,7 +73,7 @@ def command(task: str, init: str, seed: int, pack: Path, out: Path, threads: int
 def main(argv: list[str] | None = None) -> int:
     """Run the plan; see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--packs", type=Path, required=True)
+    p.add_argument("--packs", type=Path, default=Path(".gpu/packs"))
     p.add_argument("--tasks", nargs="+", default=list(PLAN))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--inits", nargs="+", default=["imagenet", "scratch"])
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads per run")
     p.add_argument("--launch-until", type=float, default=420.0, help="seconds after which no run starts")
     p.add_argument("--kill-at", type=float, default=510.0, help="seconds after which unfinished runs stop")
+    p.add_argument("--no-pack", action="store_true",
+                   help="train from the data folder (real images) and fit the gate, e.g. --work weights --jobs 1")
     p.add_argument("--smoke", action="store_true", help="1 epoch on 32 images per split (checks the setup)")
     p.add_argument("--work", type=Path, default=Path("runs/gpu"))
     p.add_argument("--out", type=Path, required=True, help="summary and tarballs")
@@ -92,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
               torch.cuda.get_device_name(0) if torch.cuda.is_available() else "", flush=True)
     except ImportError:
         pass
-    cost = {t: PLAN[t][1] * (PLAN[t][0] ** 2) * len(json.loads(_pack_meta(a.packs, t))["n"]) for t in a.tasks}
+    cost = {t: PLAN[t][1] * (PLAN[t][0] ** 2) * (1 if a.no_pack else len(json.loads(_pack_meta(a.packs, t))["n"]))
+            for t in a.tasks}
     queue = [(t, i, s) for s in a.seeds for i in a.inits for t in sorted(a.tasks, key=lambda t: -cost[t])]
     running: dict[str, tuple[subprocess.Popen, float, tuple[str, str, int]]] = {}
     done: dict[str, dict] = {}
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         while queue and len(running) < a.jobs and now <= a.launch_until:
             task, init, seed = job = queue.pop(0)
             name = run_name(task, init, seed)
-            pack = a.packs / f"{task}_{PLAN[task][0]}.npz"
+            pack = None if a.no_pack else a.packs / f"{task}_{PLAN[task][0]}.npz"
             log = open(a.work / "logs" / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
             proc = subprocess.Popen(command(task, init, seed, pack, a.work, a.threads, a.smoke), stdout=log,
                                     stderr=subprocess.STDOUT)

@@ -345,12 +345,14 @@ def test_default_model_is_the_chest_radiograph_one_and_label_follows(make_app) -
     at = make_app(PAGE, medimg.WEIGHTS_DIR).run()
     assert_clean(at)
     picker = at.sidebar.selectbox(key="medimg.model_picker")
-    assert picker.value == "cxr_pneumonia_resnet18.json"
+    assert picker.value == "kermany_cxr_mobilenet_v2_224.json"
     assert at.get("file_uploader")[0].label.startswith("Chest radiograph (CR, DX)")
-    picker.set_value("brain_mri_resnet18_128.json").run()
+    picker.set_value("brain_mri_mobilenet_v2_224.json").run()
     assert at.get("file_uploader")[0].label.startswith("Brain MRI (MR)")
-    picker.set_value("busi_resnet10_128.json").run()
+    picker.set_value("busi_mobilenet_v2_224.json").run()
     assert at.get("file_uploader")[0].label.startswith("Breast ultrasound (US)")
+    picker.set_value("head_ct_mobilenet_v2_224.json").run()
+    assert at.get("file_uploader")[0].label.startswith("Head CT (CT)")
 
 
 def test_first_page_loads_no_model(make_app, monkeypatch: pytest.MonkeyPatch) -> None:
