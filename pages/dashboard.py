@@ -1,6 +1,6 @@
 """Test-set dashboard (reviewers): how the selected model did on its held-out test set, with intervals for every
-metric, an operating-point explorer, calibration before and after temperature scaling, and the cases behind
-every confusion-matrix cell."""
+metric, an operating-point explorer, the screening view of a cytology model (NILM vs abnormal), calibration before
+and after temperature scaling, and the cases behind every confusion-matrix cell."""
 
 import streamlit as st
 
@@ -90,6 +90,32 @@ else:
         st.plotly_chart(ui.viz.per_class_roc_figure(report.y_true, report.probs, report.labels), key="roc")
     with c2:
         st.plotly_chart(ui.viz.pr_figure(report.y_true, report.probs, report.labels), key="pr")
+
+screening = ui.dashboard.screening_view(option, report)
+if screening is not None:
+    neg, t_val = screening["negative"], screening["threshold"]
+    st.subheader(f"Screening: {neg} vs abnormal")
+    val = screening["val"]
+    val_text = (f" ({val['n_abnormal'] + val['n_negative']} images; sensitivity {ui.dashboard.fmt(val['sensitivity'])},"
+                f" specificity {ui.dashboard.fmt(val['specificity'])} there)"
+                if {"n_abnormal", "n_negative", "sensitivity", "specificity"} <= set(val) else "")
+    st.caption(f"The first question of screening: is the image abnormal at all (any class but {neg})? Abnormal score "
+               f"= 1 − p({neg}) from the calibrated probabilities. The threshold **{t_val:.3f}** was fixed on the "
+               f"validation split for at least {screening['target_specificity'] * 100:.0f} % specificity{val_text} and is "
+               "applied unchanged to these test images: its sensitivity and specificity are the honest estimate. "
+               "The sensitivity read off the test ROC uses a threshold chosen on the test images themselves and is "
+               "optimistic.")
+    roc_col, table_col = st.columns([5, 6], gap="large")
+    with roc_col:
+        st.plotly_chart(ui.viz.screening_roc_figure(screening["y_abnormal"], screening["score"], t_val,
+                                                    screening["target_specificity"], neg), key="screening-roc")
+    with table_col:
+        st.table(ui.dashboard.screening_rows(screening), hide_index=True)
+        st.markdown(f"**At the validation-fixed threshold {t_val:.3f}** (rows: true class; columns: the call)")
+        st.table(ui.dashboard.screening_confusion_rows(screening), hide_index=True)
+        st.markdown(ui.dashboard.screening_class_line(screening))
+        st.caption("95 % CIs: percentile bootstrap (1,000 resamples of the images). PPV and NPV at this test set's "
+                   "prevalence of abnormal images.")
 
 st.subheader("Calibration")
 before, ece_before, ece_after, temperature = ui.dashboard.calibration(option, report)

@@ -1,5 +1,5 @@
 """The dashboard's data: a model's test-set report and training log, intervals for every metric, the operating
-point explorer and the case review (the confusion-matrix cell a reviewer clicked, galleries of test images).
+point explorer, the screening view of a multi-class model (negative vs abnormal) and the case review (the confusion-matrix cell a reviewer clicked, galleries of test images).
 
 Only public test-set data is cached here (``st.cache_data`` / ``st.cache_resource``, keyed by the report file);
 no user upload is involved."""
@@ -20,7 +20,8 @@ from medimg.ui.resources import ModelOption
 __all__ = ["ReportError", "load_report", "load_history", "metrics_rows", "confusion_matrix", "METRIC_NAMES",
            "CELL_KEY", "GALLERY_MAX", "metric_cis", "metrics_table", "default_threshold", "predictions_at",
            "operating_rows", "one_vs_rest_rows", "calibration", "best_epoch", "selected_cell", "select_cell",
-           "cell_cases", "confident_errors", "gallery", "case_captions"]
+           "cell_cases", "confident_errors", "gallery", "case_captions", "screening_view", "screening_rows",
+           "screening_confusion_rows", "screening_class_line"]
 
 #: Metrics of the table, in order: report key -> displayed name.
 METRIC_NAMES: dict[str, str] = {
@@ -441,3 +442,104 @@ def show_cases(option: ModelOption, report: EvalReport, y_pred: np.ndarray, cell
     if st.button("Open in the saliency lab", key="cases-open", icon=":material/lightbulb:"):
         saliency.open_case(option, report.ids[shown[pick]], report.split)
         saliency.switch_page("pages/saliency.py")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The screening view: negative (NILM) vs abnormal (any other class) of a multi-class cytology model
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing the screening view ...")
+def _screening(path: str, stamp: int, negative: str, threshold: float, specificity: float  # noqa: ARG001
+               ) -> dict[str, Any]:
+    from medimg.evaluate import bootstrap_ci, operating_point_ci
+    from medimg.evaluate import operating_point as op_at
+    from medimg.screening import abnormal_score, screening_metrics
+
+    r = EvalReport.load(path)
+    labels = list(r.labels)
+    score = abnormal_score(r.probs, labels, negative)
+    y = r.y_true != labels.index(negative)
+    m = screening_metrics(r.y_true, r.probs, labels, negative, specificity, threshold)
+    yi = y.astype(np.int64)
+    op = op_at(yi, score, threshold, 1)
+    called = score >= threshold
+    per_class = [{"label": label, "n": int((r.y_true == k).sum()), "called": int(called[r.y_true == k].sum())}
+                 for k, label in enumerate(labels) if label != negative]
+    ci = operating_point_ci(yi, score, threshold, 1)
+    if 0 < y.sum() < len(y):
+        ci.update(bootstrap_ci(yi, np.stack([1.0 - score, score], axis=1), keys=("auroc",), positive_label=1))
+    y.setflags(write=False)
+    score.setflags(write=False)
+    return {**m, "ppv": op["ppv"], "npv": op["npv"], "tp": op["tp"], "fn": op["fn"], "fp": op["fp"],
+            "tn": op["tn"], "ci": ci, "per_class": per_class, "y_abnormal": y, "score": score}
+
+
+def screening_view(option: ModelOption, report: EvalReport) -> dict[str, Any] | None:
+    """The screening view of a multi-class model on its test report: negative vs any abnormal class at the
+    threshold the spec fixed on the validation split (cached per report file).
+
+    Shown only for a model whose spec stores ``metrics["screening"]`` (the negative class and the validation
+    threshold; see :mod:`medimg.training.screening`) and whose report has that negative class.
+
+    Returns
+    -------
+    dict or None
+        None when the model has no screening view. Otherwise :func:`medimg.screening.screening_metrics` on the
+        report at the stored threshold (``auroc``, ``sensitivity``, ``specificity``, ``sensitivity_at_spec``,
+        ``n_abnormal``, ``n_negative``, ``threshold``, ``target_specificity``) with ``negative``, ``ppv``, ``npv``,
+        the counts ``tp``, ``fn``, ``fp``, ``tn`` (abnormal = positive), ``ci`` (95 % bootstrap intervals of
+        AUROC, sensitivity, specificity, PPV and NPV), ``per_class`` (``label``, ``n``, ``called`` abnormal, for
+        every abnormal class), ``val`` (the spec's validation figures, possibly empty), and the arrays
+        ``y_abnormal`` and ``score`` (``1 - P(negative)``) for the ROC.
+    """
+    sc = (option.spec.metrics or {}).get("screening") if option.spec is not None else None
+    if not isinstance(sc, dict):
+        return None
+    negative, threshold = sc.get("negative"), sc.get("validation_threshold")
+    if negative not in report.labels or not isinstance(threshold, int | float):
+        return None
+    val = sc.get("val") if isinstance(sc.get("val"), dict) else {}
+    specificity = float(val.get("target_specificity", 0.95))
+    out = _screening(str(option.eval_path), _stamp(option.eval_path), str(negative), float(threshold), specificity)
+    return {**out, "negative": str(negative), "val": val}
+
+
+def screening_rows(view: dict[str, Any]) -> dict[str, list[str]]:
+    """The screening table: AUROC, the rates at the validation-fixed threshold (with 95 % CIs), the optimistic
+    sensitivity read off the test ROC, and the image counts."""
+    ci = view["ci"]
+    spec_pct = f"{view['target_specificity'] * 100:.0f} %"
+    rows = [("AUROC (abnormal vs " + view["negative"] + ")", view["auroc"], ci.get("auroc")),
+            ("Sensitivity, validation-fixed threshold", view["sensitivity"], ci.get("sensitivity")),
+            ("Specificity, validation-fixed threshold", view["specificity"], ci.get("specificity")),
+            ("PPV, validation-fixed threshold", view["ppv"], ci.get("ppv")),
+            ("NPV, validation-fixed threshold", view["npv"], ci.get("npv")),
+            (f"Sensitivity at {spec_pct} specificity, threshold chosen on the test data (optimistic)",
+             view["sensitivity_at_spec"], None)]
+    out: dict[str, list[str]] = {"Metric": [], "Value": [], "95 % CI": []}
+    for name, value, lo_hi in rows:
+        out["Metric"].append(name)
+        out["Value"].append(_fmt(value))
+        # no-break space and word joiner: the interval stays on one line in a narrow table
+        out["95 % CI"].append(f"{_fmt(lo_hi[0])}\u00a0–\u2060\u00a0{_fmt(lo_hi[1])}" if lo_hi else "n/a")
+    out["Metric"].append(f"Images: abnormal / {view['negative']}")
+    out["Value"].append(f"{view['n_abnormal']}\u00a0/\u00a0{view['n_negative']}")
+    out["95 % CI"].append("")
+    return out
+
+
+def screening_confusion_rows(view: dict[str, Any]) -> dict[str, list[Any]]:
+    """The 2 x 2 table at the validation-fixed threshold (rows = true, columns = called)."""
+    neg = view["negative"]
+    return {"True class": ["Abnormal", neg, "Total"],
+            "Called abnormal": [view["tp"], view["fp"], view["tp"] + view["fp"]],
+            f"Called {neg}": [view["fn"], view["tn"], view["fn"] + view["tn"]],
+            "Total": [view["tp"] + view["fn"], view["fp"] + view["tn"],
+                      view["tp"] + view["fn"] + view["fp"] + view["tn"]]}
+
+
+def screening_class_line(view: dict[str, Any]) -> str:
+    """One line: how many images of each abnormal class the validation-fixed threshold calls abnormal."""
+    parts = [f"{c['label']} {c['called']}/{c['n']} ({_fmt(c['called'] / c['n']) if c['n'] else 'n/a'})"
+             for c in view["per_class"]]
+    return "**Sensitivity per abnormal class** at this threshold: " + " · ".join(parts) + "."

@@ -6,7 +6,8 @@ notebooks and the command line as well as in the app.
 - :mod:`medimg.viz.base`: images, heat-map overlays, probabilities, confusion matrix, ROC / PR curves,
   reliability diagram, training log, preprocessing steps.
 - :mod:`medimg.viz.review`: the reviewers' figures: the CAM method grid, deletion / insertion curves, operating
-  points on ROC and PR curves, calibration before and after temperature scaling, case galleries.
+  points on ROC and PR curves, the screening ROC (negative vs abnormal), calibration before and after temperature
+  scaling, case galleries.
 
 ``from medimg import viz`` then ``viz.<function>`` reaches every figure of both modules.
 """
@@ -35,6 +36,7 @@ from medimg.viz.review import (
     method_grid_figure,
     operating_point_figure,
     per_class_roc_figure,
+    screening_roc_figure,
 )
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "deletion_insertion_figure",
     "operating_point_figure",
     "per_class_roc_figure",
+    "screening_roc_figure",
     "calibration_figure",
     "case_gallery_figure",
     "cell_from_selection",

@@ -1,5 +1,6 @@
 """The reviewers' figures: CAM method grid, deletion / insertion curves, operating point on ROC and PR curves,
-calibration before and after temperature scaling, case galleries. Each returns a ``go.Figure``.
+the screening ROC of a multi-class model (negative vs abnormal), calibration before and after temperature scaling,
+case galleries. Each returns a ``go.Figure``.
 
 Inputs are plain arrays and dicts (no torch objects), so the figures are built the same way in the app, the
 reviewer's HTML report and tests.
@@ -17,7 +18,7 @@ from plotly.subplots import make_subplots
 from medimg.viz.base import _MARGIN, _TEMPLATE, _png_data_uri, roc_figure, to_uint8
 
 __all__ = ["method_grid_figure", "deletion_insertion_figure", "operating_point_figure", "per_class_roc_figure",
-           "calibration_figure", "case_gallery_figure", "cell_from_selection", "overlay_rgb"]
+           "screening_roc_figure", "calibration_figure", "case_gallery_figure", "cell_from_selection", "overlay_rgb"]
 
 
 def _jet(x: np.ndarray) -> np.ndarray:
@@ -229,6 +230,90 @@ def per_class_roc_figure(y_true: np.ndarray, probs: np.ndarray, labels: Sequence
     """
     fig = roc_figure(y_true, probs, labels, None)
     fig.update_layout(title="ROC, one class vs the rest")
+    return fig
+
+
+def screening_roc_figure(y_abnormal: np.ndarray, score: np.ndarray, threshold: float, specificity: float = 0.95,
+                         negative: str = "NILM") -> go.Figure:
+    """ROC curve of the abnormal score of a screening view (negative vs any abnormal class), with its two
+    operating points.
+
+    Parameters
+    ----------
+    y_abnormal : (N,) bool ndarray
+        True for an image of any class but the negative one.
+    score : (N,) float ndarray
+        The abnormal score, ``1 - P(negative)`` (:func:`medimg.screening.abnormal_score`).
+    threshold : float
+        The threshold fixed on the validation split (abnormal when ``score >= threshold``).
+    specificity : float
+        The target specificity: the line ``1 - specificity`` and the test-ROC point read off at it
+        (:func:`medimg.screening.sensitivity_at_specificity`).
+    negative : str
+        Name of the negative class (axis and legend wording).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        The ROC (1 - specificity, sensitivity) with the AUROC in the title and an inset zoom of its low
+        false-positive corner (axes ``x2``, ``y2``); in both, markers of the validation-fixed threshold applied to
+        these images (filled circle) and of the best point of this ROC at the target specificity (open diamond),
+        and a dotted vertical line at ``1 - specificity``.
+    """
+    from sklearn import metrics as skm  # imported when a curve is drawn: keeps the first page light
+
+    from medimg.screening import sensitivity_at_specificity
+
+    y = np.asarray(y_abnormal).astype(bool)
+    s = np.asarray(score, dtype=np.float64)
+    pct = f"{specificity * 100:.0f} %"
+    x_line = 1.0 - specificity
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="chance",
+                             hoverinfo="skip", showlegend=False))
+    title = f"ROC, abnormal vs {negative}"
+    marks: list[tuple[float, float, str, dict[str, Any]]] = []
+    if y.any() and not y.all():
+        fpr, tpr, thr = skm.roc_curve(y, s)
+        title += f" (AUROC {skm.auc(fpr, tpr):.3f})"
+        called = s >= threshold
+        marks.append((float(called[~y].mean()), float(called[y].mean()),
+                      f"validation-fixed threshold {threshold:.3f}", dict(symbol="circle", color="#d9822b", size=12)))
+        sens = sensitivity_at_specificity(y, s, specificity)
+        ok = np.flatnonzero((fpr <= x_line + 1e-12) & (tpr >= sens))
+        if ok.size:
+            j = int(ok[0])
+            marks.append((float(fpr[j]), float(tpr[j]), f"read off this ROC at {pct} specificity (optimistic)",
+                          dict(symbol="diamond-open", color="#222", size=14, line=dict(width=2, color="#222"))))
+        # the whole curve, and an inset of the low false-positive corner where screening operates
+        x_zoom = max(0.15, 3 * x_line, 1.5 * max(m[0] for m in marks))
+        y_lo = max(0.0, min(m[1] for m in marks) - 0.25)
+        for axes, show in (("", True), ("2", False)):
+            fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name="ROC", line=dict(color="#1f6f8b"),
+                                     showlegend=False, customdata=np.minimum(thr, 1.0), xaxis=f"x{axes}",
+                                     yaxis=f"y{axes}",
+                                     hovertemplate="1 - specificity %{x:.3f}<br>sensitivity %{y:.3f}<br>"
+                                                   "threshold %{customdata:.3f}<extra></extra>"))
+            for mx, my, name, marker in marks:
+                fig.add_trace(go.Scatter(x=[mx], y=[my], mode="markers", name=name, legendgroup=name,
+                                         showlegend=show, marker=marker, xaxis=f"x{axes}", yaxis=f"y{axes}",
+                                         hovertemplate=f"{name}<br>1 - specificity %{{x:.3f}}<br>sensitivity "
+                                                       "%{y:.3f}<extra></extra>"))
+        fig.add_shape(type="line", x0=x_line, x1=x_line, y0=y_lo, y1=1.02, xref="x2", yref="y2",
+                      line=dict(dash="dot", color="#999"))
+        fig.update_layout(xaxis2=dict(domain=[0.5, 0.98], anchor="y2", range=[0, x_zoom], tickfont=dict(size=9),
+                                      title=dict(text="zoom: 1 − specificity", font=dict(size=10)),
+                                      showline=True, linecolor="#bbb", mirror=True),
+                          yaxis2=dict(domain=[0.12, 0.6], anchor="x2", range=[y_lo, 1.02], tickfont=dict(size=9),
+                                      showline=True, linecolor="#bbb", mirror=True))
+    fig.add_shape(type="line", x0=x_line, x1=x_line, y0=0, y1=1.02, xref="x", yref="y",
+                  line=dict(dash="dot", color="#999"))
+    fig.add_annotation(x=x_line, y=0.02, xref="x", yref="y", text=f"{pct} specificity", showarrow=False,
+                       xanchor="left", font=dict(size=10, color="#666"))
+    fig.update_layout(title=title, template=_TEMPLATE, margin=_MARGIN, height=440,
+                      xaxis=dict(title=f"1 − specificity ({negative} images called abnormal)", range=[0, 1]),
+                      yaxis=dict(title="sensitivity (abnormal images called abnormal)", range=[0, 1.02]),
+                      legend=dict(orientation="h", y=-0.2))
     return fig
 
 
