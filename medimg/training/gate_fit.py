@@ -35,7 +35,7 @@ from medimg.training.reference_sets import (
 )
 from medimg.training.tasks import get_task, load_task_split
 
-__all__ = ["fit_gate"]
+__all__ = ["selective_accuracy", "training_image_sides", "fit_gate"]
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,49 @@ def training_image_sides(task_key: str) -> dict[str, int] | None:
         return None
     a = np.asarray(sides)
     return {"min": int(a.min()), "p05": int(np.percentile(a, 5)), "median": int(np.median(a))}
+
+
+def selective_accuracy(spec_path: str | Path, device: str = "auto", limit: int | None = None) -> dict[str, Any]:
+    """Accuracy on the test images the stored gate passes vs those it refuses (is a refusal where the model errs?).
+
+    Parameters
+    ----------
+    spec_path : path
+        Spec with a fitted gate; its test EvalReport (``<name>.eval.json``) supplies the per-image predictions.
+    device : str
+    limit : int, optional
+
+    Returns
+    -------
+    dict
+        ``n_passed``, ``n_refused``, ``accuracy_passed``, ``accuracy_refused`` (None when a group is empty).
+
+    Notes
+    -----
+    Selective prediction (El-Yaniv & Wiener, JMLR 2010): a gate earns its refusals when accuracy on the images it
+    passes is higher than on those it refuses, e.g. where the test split is shifted from the validation split.
+    """
+    from medimg.evaluate import EvalReport
+    from medimg.gate import DistributionGate, parse_distribution
+    from medimg.predict import Predictor
+    from medimg.spec import spec_task
+
+    pred = Predictor.from_spec(spec_path, device=device)
+    spec = pred.spec
+    rep = EvalReport.load(Path(spec_path).with_name(f"{spec.name}.eval.json"))
+    arrays = load_task_split(spec_task(spec), "test", spec.preprocess, limit)
+    if list(rep.ids[: len(arrays.ids)]) != list(arrays.ids):
+        raise SpecError(f"The test report of {spec.name} does not list the test split's images in order.")
+    gate = DistributionGate(spec, pred.model, pred.device)
+    _, info = parse_distribution(spec)
+    passed = gate.scores(normalise_batch(arrays.x.numpy(), spec.preprocess)) <= info["threshold"]
+    correct = np.asarray(rep.probs)[: len(passed)].argmax(1) == arrays.y.numpy()
+
+    def acc(m: np.ndarray) -> float | None:
+        return round(float(correct[m].mean()), 4) if m.any() else None
+
+    return {"n_passed": int(passed.sum()), "n_refused": int((~passed).sum()), "accuracy_passed": acc(passed),
+            "accuracy_refused": acc(~passed)}
 
 
 def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int = 64, device: str = "auto",
@@ -325,6 +368,10 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         gate["training_image_sides"] = sides
     spec = current.replace(gate=gate)
     save_spec(spec, spec_path)
+    if Path(spec_path).with_name(f"{spec.name}.eval.json").exists():  # needs the gate written: saved twice
+        fit["test_selective_accuracy"] = selective_accuracy(spec_path, device=device, limit=limit)
+        spec = current.replace(gate={**gate, "fit": fit})
+        save_spec(spec, spec_path)
     if fit["test_pass_rate"] < fit["test_pass_rate_lowest_plausible"]:
         log.warning("fit-gate: only %.1f %% of in-distribution test images pass, below the %.1f %% that images like "
                     "the validation split would give at worst: the test split differs from validation",
