@@ -61,6 +61,10 @@ def test_pack_made_for_another_geometry_or_task_is_refused(tmp_path: Path, share
     (tmp_path / "bad.npz").write_bytes(b"not a pack")
     with pytest.raises(SpecError, match="not a medimg data pack"):
         pack_info(tmp_path / "bad.npz")
+    # a file holding a Python object (which numpy would have to unpickle) is not read
+    np.savez(tmp_path / "obj.npz", meta=np.array([{"version": 1}], dtype=object))
+    with pytest.raises(SpecError, match="not a medimg data pack"):
+        pack_info(tmp_path / "obj.npz")
     with pytest.raises(SpecError, match="format"):
         write_pack("kermany-cxr", PP, tmp_path / "x.npz", fmt="gif")
 

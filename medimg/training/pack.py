@@ -4,7 +4,7 @@ that has no copy of the data, then finish the model here on the real images (:fu
 A pack holds, for each split, every image exactly as training sees it before normalisation (the task's
 geometry, the model's input size and channels), stored as 8-bit JPEG or WebP (lossy, quality recorded) or
 PNG (lossless), with labels, image ids and the sha256 of the source manifest. It is a plain ``.npz`` of numeric
-arrays read with ``allow_pickle=False``: no Python objects are ever unpickled.
+arrays, read with numpy's default that refuses object arrays: no Python objects are ever unpickled.
 
 The honest split of work: the network is trained (and its checkpoint chosen on the validation split) from the
 pack; :func:`finalise` then fits the temperature on the real validation images and evaluates on the real test
@@ -134,7 +134,7 @@ def pack_info(path: str | Path) -> dict[str, Any]:
     """
     p = Path(path)
     try:
-        with np.load(p, allow_pickle=False) as z:
+        with np.load(p) as z:
             meta = json.loads(bytes(z["meta"]).decode())
     except (OSError, ValueError, KeyError) as err:
         raise SpecError(f"{p.name} is not a medimg data pack: {err}") from err
@@ -165,7 +165,7 @@ def read_pack(path: str | Path, split: str, config: PreprocessConfig | None = No
         got = {k: meta[k] for k in want}
         if got != want:
             raise SpecError(f"the data pack was made for {got}, the model needs {want}")
-    with np.load(path, allow_pickle=False) as z:
+    with np.load(path) as z:
         raw, off = z[f"{split}_bytes"].tobytes(), z[f"{split}_offsets"]
         y = torch.from_numpy(z[f"{split}_y"].astype(np.int64))
         ids = json.loads(bytes(z[f"{split}_ids"]).decode())
