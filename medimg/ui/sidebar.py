@@ -53,8 +53,9 @@ def selected_model() -> ModelOption | None:
 def choose_model(name: str) -> None:
     """Select the model ``name`` (a spec file name) as if picked in the sidebar; a widget callback.
 
-    Sets the session's choice and drops the picker's own widget state, so the picker is drawn on the next run
-    with this model selected (writing the picker's value directly would clash with its default index).
+    Sets the session's choice and the picker's own widget state (allowed in a callback, which runs before the
+    picker is drawn), so the browser's picker shows this model too; dropping the widget state instead would leave
+    the browser showing the previous model while the page used this one.
 
     Parameters
     ----------
@@ -62,8 +63,7 @@ def choose_model(name: str) -> None:
         ``<name>.json`` of one of :func:`medimg.ui.resources.available_models`.
     """
     st.session_state[MODEL_KEY] = name
-    if PICKER_KEY in st.session_state:
-        del st.session_state[PICKER_KEY]
+    st.session_state[PICKER_KEY] = name  # a callback runs before the picker is drawn: the browser shows it too
 
 
 def notice(option: ModelOption | None) -> None:
@@ -101,7 +101,12 @@ def sidebar() -> ModelOption | None:
             if current not in by_name:
                 first = default_model(options)
                 current = first.path.name if first is not None else names[0]
-            name = st.selectbox("Model", names, index=names.index(current),
+            if st.session_state.get(PICKER_KEY) not in by_name:
+                st.session_state.pop(PICKER_KEY, None)
+            # the picker's value comes from its widget state when set (by the user or choose_model), else from
+            # the session's choice; passing an index as well would make Streamlit warn about two sources
+            index = None if PICKER_KEY in st.session_state else names.index(current)
+            name = st.selectbox("Model", names, **({} if index is None else {"index": index}),
                                 format_func=lambda n: by_name[n].title, key=PICKER_KEY,
                                 help="Models found in the weights folder, by the title in their specification.")
             # Kept outside the widget's own state, so the choice survives switching pages.
