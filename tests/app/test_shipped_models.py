@@ -266,3 +266,25 @@ def test_training_lab_compares_with_the_shipped_pneumoniamnist_model_at_its_own_
         assert out["metrics"][k] == pytest.approx(want[k], abs=1e-12), k
     assert out["metrics"]["auroc"] == pytest.approx(want["auroc"], abs=1e-3)
     assert tl.shipped_on_split(cfg, REPO / "weights") is out  # computed once per process, task, subset and file
+
+
+def test_training_lab_runs_the_shipped_model_when_its_report_does_not_list_the_images(
+        shared_data: Path, tmp_path: Path) -> None:
+    """Without a stored report (or with other images), the shipped model runs on the lab's test images and gives
+    what its stored report says for them."""
+    import shutil
+
+    from medimg.ui import train_lab as tl
+
+    name = "pneumoniamnist_mobilenet_v2_224"
+    _needs(f"{name}.json")
+    if not (shared_data / "medmnist" / "pneumoniamnist.npz").exists():
+        pytest.skip("PneumoniaMNIST is not in the shared data")
+    for ext in (".json", ".safetensors"):  # the model without its report
+        shutil.copy(REPO / "weights" / f"{name}{ext}", tmp_path / f"{name}{ext}")
+    cfg = tl.LabConfig(limit=24)
+    ran = tl.shipped_on_split(cfg, tmp_path)
+    from_report = tl.shipped_on_split(cfg, REPO / "weights")
+    assert ran is not None and from_report is not None and ran is not from_report
+    for k in ("accuracy", "sensitivity", "specificity"):
+        assert ran["metrics"][k] == pytest.approx(from_report["metrics"][k], abs=1e-12), k
