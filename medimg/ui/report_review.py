@@ -1,7 +1,7 @@
 """The reviewer's report: one self-contained HTML file of the current model's test-set review, built in memory.
 
 Contents: the model and its intended use, the metrics with 95 % bootstrap intervals, the operating point shown
-on the dashboard, the figures (confusion matrix, ROC / PR, calibration before and after temperature scaling,
+on the dashboard, the screening view of a multi-class model that has one (negative vs abnormal), the figures (confusion matrix, ROC / PR, calibration before and after temperature scaling,
 training log) as interactive plotly figures, and the saliency checks run in this session (numbers only: no
 image of a user's upload goes into the file). plotly.js is embedded once, so the file opens offline. Nothing is
 written on the server: the bytes go straight to ``st.download_button``.
@@ -84,6 +84,18 @@ def build_html(option: ModelOption, report: EvalReport, threshold: float | None 
         parts.append("<h2>Per class (one vs the rest)</h2>" + _table(dash.one_vs_rest_rows(option)))
         figs.append(("ROC, one class vs the rest", viz.per_class_roc_figure(report.y_true, report.probs,
                                                                              report.labels)))
+    screening = dash.screening_view(option, report)
+    if screening is not None:  # a multi-class model with a screening question (cytology: NILM vs abnormal)
+        neg, t_val = screening["negative"], screening["threshold"]
+        parts.append(f"<h2>Screening: {html.escape(neg)} vs abnormal</h2>"
+                     f"<p>Abnormal score = 1 − p({html.escape(neg)}); threshold {t_val:.3f} fixed on the validation "
+                     f"split for at least {screening['target_specificity'] * 100:.0f} % specificity and applied "
+                     "unchanged to these test images (the sensitivity read off the test ROC is optimistic).</p>"
+                     + _table(dash.screening_rows(screening)) + _table(dash.screening_confusion_rows(screening))
+                     + f"<p>{html.escape(dash.screening_class_line(screening).replace('**', ''))}</p>")
+        figs.append((f"Screening ROC: abnormal vs {neg}",
+                     viz.screening_roc_figure(screening["y_abnormal"], screening["score"], t_val,
+                                              screening["target_specificity"], neg)))
     figs.insert(0, ("Confusion matrix", viz.confusion_matrix_figure(dash.confusion_matrix_at(report, y_pred),
                                                                     report.labels, clickable=False)))
     before, e0, e1, t = dash.calibration(option, report)

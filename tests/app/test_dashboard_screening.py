@@ -130,3 +130,22 @@ def test_screening_roc_figure_marks_both_operating_points() -> None:
     fx, fy = marks["read off this ROC at 90 % specificity (optimistic)"]
     assert fy == pytest.approx(sensitivity_at_specificity(y, score, 0.9)) and fx <= 0.1 + 1e-12
     assert fig["layout"]["xaxis"]["title"]["text"] == "1 − specificity (NILM images called abnormal)"
+
+
+def test_review_report_carries_the_screening_view() -> None:
+    """The downloadable review of the cervical model holds the screening table at the stored threshold."""
+    from medimg.ui.report_review import build_html
+    from medimg.ui.resources import available_models
+
+    path = _needs(CERVIX)
+    option = next(o for o in available_models(REPO / "weights") if o.path.name == path.name)
+    report = EvalReport.load(option.eval_path)
+    doc = build_html(option, report).decode("utf-8")
+    sc = load_spec(path).metrics["screening"]
+    want = screening_metrics(report.y_true, report.probs, report.labels, sc["negative"],
+                             threshold=sc["validation_threshold"])
+    assert "Screening: NILM vs abnormal" in doc and f"threshold {sc['validation_threshold']:.3f}" in doc
+    assert f"{want['sensitivity']:.3f}" in doc and f"{want['specificity']:.3f}" in doc
+    assert "Screening ROC: abnormal vs NILM" in doc
+    chest = next(o for o in available_models(REPO / "weights") if o.path.name == CHEST)
+    assert "Screening" not in build_html(chest, EvalReport.load(chest.eval_path), 0.5).decode("utf-8")
