@@ -193,7 +193,8 @@ def collect_transfer(runs: Path) -> dict[str, Any]:
             if task == "cric-cervix" and not seed:
                 from medimg.training.screening import screening_report
 
-                out[task].setdefault("screening", {})[base] = screening_report(spec_path)
+                key = base if init == "pretrained" else f"{base} (from scratch)"
+                out[task].setdefault("screening", {})[key] = screening_report(spec_path)
     for cv_path in sorted((runs / "cv").glob("*.cv.json")):
         summary = json.loads(cv_path.read_text())
         task = "head-ct" if cv_path.name.startswith("head_ct") else cv_path.name.split("_")[0]
