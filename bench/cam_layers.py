@@ -26,14 +26,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from cam_localisation import lesion_inputs  # bench/ is the script's folder
 
 from medimg import explain as ex
-from medimg.catalog import data_root, read_manifest
 from medimg.explain.faithfulness import faithfulness
-from medimg.explain.localisation import mask_to_input, summarise_localisation
-from medimg.io import load_image
+from medimg.explain.localisation import summarise_localisation
 from medimg.predict import Predictor
-from medimg.training.tasks import load_task_split
 
 REPO = Path(__file__).resolve().parents[1]
 #: MobileNetV2: the last block at strides 8, 16 and 32, and the final 1x1 convolution (the default CAM layer).
@@ -50,18 +48,9 @@ def main() -> None:
     args = ap.parse_args()
     pred = Predictor.from_spec(args.model, device="cpu")
     spec = pred.spec
-    folder = data_root() / "busi"
-    arrays = load_task_split("busi", args.split, spec.preprocess)
-    masks_by_path = {r["path"]: r["mask"] for r in read_manifest(folder)}
-    keep = [i for i, y in enumerate(arrays.y.tolist()) if spec.labels[y] != "normal"]
-    masks = np.stack([mask_to_input(load_image(folder / masks_by_path[arrays.ids[i]]).pixels, spec.preprocess)
-                      for i in keep])
-    mean = torch.tensor(spec.preprocess.mean).view(1, -1, 1, 1)
-    std = torch.tensor(spec.preprocess.std).view(1, -1, 1, 1)
-    x = ((arrays.x[keep] - mean) / std).numpy()
-    targets = [int(arrays.y[i]) for i in keep]
-    fidx = np.linspace(0, len(keep) - 1, min(args.faithful, len(keep))).astype(int) if args.faithful else []
-    print(f"{spec.name}: {len(keep)} {args.split} images with a lesion mask; faithfulness on {len(fidx)} of them")
+    x, masks, targets, images = lesion_inputs(spec, args.split)
+    fidx = np.linspace(0, len(targets) - 1, min(args.faithful, len(targets))).astype(int) if args.faithful else []
+    print(f"{spec.name}: {len(targets)} {args.split} images with a lesion mask; faithfulness on {len(fidx)} of them")
     print(f"{'layer':<12s} {'method':<9s} {'grid':>6s} {'pointing':>9s} {'energy in':>10s} {'x chance':>9s} "
           f"{'deletion':>9s} {'random':>7s} {'insertion':>10s} {'random':>7s} {'s':>6s}")
     out: dict[str, dict] = {}
@@ -77,7 +66,7 @@ def main() -> None:
             s = summarise_localisation(maps, masks, 0)
             dele, ins, rdel, rins = [], [], [], []
             for i in fidx:
-                pre = SimpleNamespace(image=arrays.x[keep[i]].numpy().transpose(1, 2, 0))
+                pre = SimpleNamespace(image=images[i])
                 f = faithfulness(pred, pre, maps[i], target=targets[i], steps=10, n_random=1)
                 dele.append(f.deletion_auc)
                 ins.append(f.insertion_auc)

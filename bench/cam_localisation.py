@@ -18,16 +18,42 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from medimg import explain as ex
 from medimg.catalog import data_root, read_manifest
 from medimg.explain.localisation import mask_to_input, summarise_localisation
 from medimg.io import load_image
 from medimg.predict import Predictor
+from medimg.preprocess import normalise_batch
+from medimg.spec import ModelSpec
 from medimg.training.tasks import load_task_split
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def lesion_inputs(spec: ModelSpec, split: str = "test") -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray]:
+    """The BUSI images of ``split`` that have a lesion (benign, malignant) as the model's inputs, with their masks.
+
+    Returns
+    -------
+    x : (N, C, H, W) float32 ndarray
+        Normalised model inputs.
+    masks : (N, H, W) bool ndarray
+        Expert lesion masks through the model's own preprocessing.
+    targets : list of int
+        True class of each image.
+    images : (N, H, W, C) float32 ndarray in [0, 1]
+        The preprocessed images before normalisation.
+    """
+    folder = data_root() / "busi"
+    arrays = load_task_split("busi", split, spec.preprocess)
+    masks_by_path = {r["path"]: r["mask"] for r in read_manifest(folder)}
+    keep = [i for i, y in enumerate(arrays.y.tolist()) if spec.labels[y] != "normal"]
+    masks = np.stack([mask_to_input(load_image(folder / masks_by_path[arrays.ids[i]]).pixels, spec.preprocess)
+                      for i in keep])
+    images = arrays.x[keep]
+    x = normalise_batch(images, spec.preprocess).numpy()
+    return x, masks, [int(arrays.y[i]) for i in keep], images.numpy().transpose(0, 2, 3, 1)
 
 
 def main() -> None:
@@ -41,26 +67,17 @@ def main() -> None:
     args = ap.parse_args()
     pred = Predictor.from_spec(args.model, device="cpu")
     spec = pred.spec
-    folder = data_root() / "busi"
-    arrays = load_task_split("busi", args.split, spec.preprocess)
-    masks_by_path = {r["path"]: r["mask"] for r in read_manifest(folder)}
-    keep = [i for i, y in enumerate(arrays.y.tolist()) if spec.labels[y] != "normal"]
-    masks = np.stack([mask_to_input(load_image(folder / masks_by_path[arrays.ids[i]]).pixels, spec.preprocess)
-                      for i in keep])
-    mean = torch.tensor(spec.preprocess.mean).view(1, -1, 1, 1)
-    std = torch.tensor(spec.preprocess.std).view(1, -1, 1, 1)
-    x = ((arrays.x[keep] - mean) / std).numpy()
-    targets = [int(arrays.y[i]) for i in keep]
+    x, masks, targets, _ = lesion_inputs(spec, args.split)
     h, w = spec.preprocess.input_size
     yy, xx = np.mgrid[0:h, 0:w]
     centre = np.exp(-(((yy - h / 2) / (h / 4)) ** 2 + ((xx - w / 2) / (w / 4)) ** 2) / 2)
-    rows = {"uniform map (chance)": np.ones((len(keep), h, w)), "centred Gaussian": np.repeat(centre[None], len(keep), 0)}
+    rows = {"uniform map (chance)": np.ones((len(targets), h, w)), "centred Gaussian": np.repeat(centre[None], len(targets), 0)}
     seconds = {}
     for method in args.methods.split(","):
         t0 = time.perf_counter()
         rows[method] = ex.cam_batch(pred, x, targets, method=method, layer=args.layer)
         seconds[method] = time.perf_counter() - t0
-    print(f"{spec.name}: {len(keep)} {args.split} images with a lesion mask (benign + malignant), "
+    print(f"{spec.name}: {len(targets)} {args.split} images with a lesion mask (benign + malignant), "
           f"maps for the true class at {args.layer or spec.cam_layer}, input {h} x {w}")
     print(f"{'map':<22s} {'pointing':>9s} {'x chance':>9s} {'energy in':>10s} {'x chance':>9s} {'seconds':>8s}")
     out = {}
@@ -72,7 +89,7 @@ def main() -> None:
         pointing = s.chance if name.startswith("uniform") else s.pointing_accuracy
         print(f"{name:<22s} {pointing:9.3f} {pointing / s.chance:9.2f} {s.energy_inside:10.3f} "
               f"{s.energy_ratio:9.2f} {seconds.get(name, 0.0):8.2f}")
-    print(json.dumps({"n": len(keep), "mean_mask_area": out["uniform map (chance)"]["chance"]}))
+    print(json.dumps({"n": len(targets), "mean_mask_area": out["uniform map (chance)"]["chance"]}))
 
 
 if __name__ == "__main__":
