@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,18 @@ def shipped_spec() -> Path:
     if not SHIPPED.exists():
         pytest.skip("shipped weights not present")
     return SHIPPED
+
+
+@pytest.fixture
+def fast_training(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """One torch thread, and 20 bootstrap resamples instead of 1,000 in test reports (training tests)."""
+    import torch
+
+    from medimg.evaluate import EvalReport
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    build = EvalReport.build.__func__
+    monkeypatch.setattr(EvalReport, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **{**k, "n_boot": 20})))
+    yield
+    torch.set_num_threads(n)

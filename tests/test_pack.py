@@ -20,14 +20,7 @@ from medimg.training.tasks import load_task_split
 PP = PreprocessConfig(input_size=(32, 32), in_chans=1, mean=(0.5,), std=(0.25,))
 
 
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch):
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    build = EvalReport.build.__func__
-    monkeypatch.setattr(EvalReport, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **{**k, "n_boot": 20})))
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("fast_training")
 
 
 @pytest.mark.parametrize("fmt,tol", [("png", 0.5 / 255 + 1e-6), ("webp", 0.2), ("jpeg", 0.2)])

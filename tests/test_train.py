@@ -19,16 +19,7 @@ from medimg.training.calibration import fit_temperature
 from medimg.training.config import TrainConfig
 from medimg.training.loop import train
 
-
-@pytest.fixture(autouse=True)
-def _fast(monkeypatch: pytest.MonkeyPatch):
-    """One torch thread, and 20 bootstrap resamples instead of 1,000 (each runs the full metric set)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    build = EvalReport.build.__func__
-    monkeypatch.setattr(EvalReport, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **{**k, "n_boot": 20})))
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("fast_training")
 
 
 def _cfg(out: Path, epochs: int) -> TrainConfig:
