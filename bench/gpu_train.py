@@ -98,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
               torch.cuda.get_device_name(0) if torch.cuda.is_available() else "", flush=True)
     except ImportError:
         pass
-    cost = {t: PLAN[t][1] * (PLAN[t][0] ** 2) * (1 if a.no_pack else len(json.loads(_pack_meta(a.packs, t))["n"]))
-            for t in a.tasks}
+    from medimg.training.pack import pack_info
+
+    def n_train(t: str) -> int:
+        return 1 if a.no_pack else pack_info(a.packs / f"{t}_{PLAN[t][0]}.npz", checksum=False)["n"]["train"]
+
+    cost = {t: PLAN[t][1] * (PLAN[t][0] ** 2) * n_train(t) for t in a.tasks}  # longest runs start first
     queue = [(t, i, s) for s in a.seeds for i in a.inits for t in sorted(a.tasks, key=lambda t: -cost[t])]
     running: dict[str, tuple[subprocess.Popen, float, tuple[str, str, int]]] = {}
     done: dict[str, dict] = {}
@@ -163,14 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{time.time() - t0:6.0f}s finished: {sum(1 for r in summary if r['rc'] == 0)} of {len(summary)} runs",
           flush=True)
     return 0
-
-
-def _pack_meta(packs: Path, task: str) -> str:
-    import numpy as np
-
-    with np.load(packs / f"{task}_{PLAN[task][0]}.npz", allow_pickle=False) as z:
-        meta = json.loads(bytes(z["meta"]).decode())
-    return json.dumps({"n": [0] * meta["n"]["train"]})
 
 
 def _tar(path: Path, files: list[Path], root: Path) -> None:

@@ -124,8 +124,8 @@ def write_pack(task_key: str, config: PreprocessConfig, path: str | Path, fmt: s
     return meta
 
 
-def pack_info(path: str | Path) -> dict[str, Any]:
-    """The metadata of a pack, plus its file's sha256 (``"sha256"``).
+def pack_info(path: str | Path, checksum: bool = True) -> dict[str, Any]:
+    """The metadata of a pack, plus its file's sha256 (``"sha256"``; not computed with ``checksum=False``).
 
     Raises
     ------
@@ -140,7 +140,8 @@ def pack_info(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"{p.name} is not a medimg data pack: {err}") from err
     if meta.get("version") != PACK_VERSION:
         raise SpecError(f"{p.name}: pack version {meta.get('version')!r}, this medimg reads {PACK_VERSION}")
-    meta["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    if checksum:
+        meta["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
     return meta
 
 
@@ -159,7 +160,7 @@ def read_pack(path: str | Path, split: str, config: PreprocessConfig | None = No
     medimg.errors.SpecError
         Not a pack, or made for another input size, channel count or geometry.
     """
-    meta = pack_info(path)
+    meta = pack_info(path, checksum=False)
     if config is not None:
         want = {"input_size": list(config.input_size), "in_chans": config.in_chans, "geometry": config.geometry}
         got = {k: meta[k] for k in want}
