@@ -185,8 +185,11 @@ def selective_accuracy(spec_path: str | Path, device: str = "auto", limit: int |
     gate = DistributionGate(spec, pred.model, pred.device)
     _, info = parse_distribution(spec)
     passed = gate.scores(normalise_batch(arrays.x.numpy(), spec.preprocess)) <= info["threshold"]
-    correct = np.asarray(rep.probs)[: len(passed)].argmax(1) == arrays.y.numpy()
+    return _selective(passed, np.asarray(rep.probs)[: len(passed)].argmax(1) == arrays.y.numpy())
 
+
+def _selective(passed: np.ndarray, correct: np.ndarray) -> dict[str, Any]:
+    """Counts and accuracies of the passed and refused images ((N,) bool arrays)."""
     def acc(m: np.ndarray) -> float | None:
         return round(float(correct[m].mean()), 4) if m.any() else None
 
@@ -293,6 +296,15 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
     per_class = {spec.labels[c]: round(float(test_pass[labels["test"] == c].mean()), 4)
                  for c in np.unique(labels["test"])}
     test_layers = model.layer_scores(feats["test"])
+    selective = None
+    report_path = Path(spec_path).with_name(f"{spec.name}.eval.json")
+    if report_path.exists():  # the test report's predictions, in the test split's order
+        from medimg.evaluate import EvalReport
+
+        rep = EvalReport.load(report_path)
+        if len(rep.y_true) >= len(test_pass) and np.array_equal(np.asarray(rep.y_true)[: len(test_pass)],
+                                                                 labels["test"]):
+            selective = _selective(test_pass, np.asarray(rep.probs)[: len(test_pass)].argmax(1) == labels["test"])
     compare: dict[str, Scorer] = {}
     if model.discriminator is not None:
         base = model.without_discriminator()
@@ -310,6 +322,7 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
     fit: dict[str, Any] = {
         "n": {s: len(f[0]) for s, f in feats.items()}, "val_pass_rate": round(float((val_d <= threshold).mean()), 4),
         "test_pass_rate": round(float(test_pass.mean()), 4), "test_pass_rate_per_class": per_class,
+        **({"test_selective_accuracy": selective} if selective is not None else {}),
         **dict(zip(("test_pass_rate_expected", "test_pass_rate_lowest_plausible"),
                    (round(v, 4) for v in conformal_pass_rate_range(len(val_d), len(test_d), quantile)),
                    strict=True)),
@@ -368,10 +381,6 @@ def fit_gate(spec_path: str | Path, quantile: float = 0.99, *, n_components: int
         gate["training_image_sides"] = sides
     spec = current.replace(gate=gate)
     save_spec(spec, spec_path)
-    if Path(spec_path).with_name(f"{spec.name}.eval.json").exists():  # needs the gate written: saved twice
-        fit["test_selective_accuracy"] = selective_accuracy(spec_path, device=device, limit=limit)
-        spec = current.replace(gate={**gate, "fit": fit})
-        save_spec(spec, spec_path)
     if fit["test_pass_rate"] < fit["test_pass_rate_lowest_plausible"]:
         log.warning("fit-gate: only %.1f %% of in-distribution test images pass, below the %.1f %% that images like "
                     "the validation split would give at worst: the test split differs from validation",
