@@ -56,13 +56,10 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _pack(args: argparse.Namespace, argv: list[str]) -> int:
-    from medimg.spec import PreprocessConfig
     from medimg.training.pack import write_pack
-    from medimg.training.tasks import get_task
+    from medimg.training.tasks import preprocess_config
 
-    task = get_task(args.task)
-    pp = PreprocessConfig(input_size=(args.input_size, args.input_size), in_chans=task.in_chans,
-                          mean=(0.5,) * task.in_chans, std=(0.25,) * task.in_chans, geometry=task.geometry)
+    pp = preprocess_config(args.task, args.input_size)  # a pack holds [0, 1] images: mean/std are not applied
     meta = write_pack(args.task, pp, args.out, fmt=args.format, quality=args.quality, limit=args.limit)
     print(json.dumps({k: meta[k] for k in ("task", "input_size", "in_chans", "format", "quality", "n")}))
     return 0

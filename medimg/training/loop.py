@@ -39,7 +39,7 @@ from medimg.training import data as mdata
 from medimg.training.calibration import calibrate_and_report
 from medimg.training.config import TrainConfig
 from medimg.training.gate_fit import fit_gate
-from medimg.training.tasks import get_task, load_task_split
+from medimg.training.tasks import get_task, load_task_split, preprocess_config
 from medimg.uncertainty import views_for_modality
 
 __all__ = ["TrainConfig", "train"]
@@ -153,7 +153,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = cfg.stem
-    default_mean, default_std = (0.5,) * task.in_chans, (0.25,) * task.in_chans
+    default_mean = default_std = None  # the task's defaults (training.tasks.preprocess_config)
     if cfg.pretrained == "imagenet":  # the normalisation the ImageNet weights were trained with
         from medimg.models.pretrained import imagenet_normalisation
 
@@ -161,10 +161,8 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     if cfg.freeze_epochs and distributed:
         raise SpecError("--freeze-epochs is not supported under torchrun (DDP needs a fixed set of trained "
                         "parameters); use --backbone-lr-scale instead")
-    mean = tuple(cfg.mean) if cfg.mean else default_mean
-    std = tuple(cfg.std) if cfg.std else default_std
-    pp = PreprocessConfig(input_size=(cfg.input_size, cfg.input_size), in_chans=len(mean), mean=mean, std=std,
-                          geometry=task.geometry)
+    pp = preprocess_config(cfg.task, cfg.input_size, tuple(cfg.mean) if cfg.mean else default_mean,
+                           tuple(cfg.std) if cfg.std else default_std)
     t0 = time.time()
     pack = None
     if cfg.data_pack:  # training on another machine from a pack of the preprocessed splits (see training.pack)

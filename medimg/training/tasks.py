@@ -14,7 +14,7 @@ from medimg.spec import PreprocessConfig
 from medimg.training import data as mdata
 from medimg.uncertainty import VIEWS_BY_MODALITY
 
-__all__ = ["Task", "TASKS", "CRIC_NEGATIVE", "get_task", "load_task_split", "split_fold_key", "fold_splits",
+__all__ = ["Task", "TASKS", "CRIC_NEGATIVE", "get_task", "preprocess_config", "load_task_split", "split_fold_key", "fold_splits",
            "check_groups"]
 
 
@@ -215,6 +215,29 @@ def get_task(task_key: str) -> Task:
                     intended_use="Research model trained on a user's labelled folder. Not for diagnostic use.",
                     domain=f"the images of {Path(path).parent.name}")
     raise SpecError(f"unknown task {task_key!r}; known: {', '.join(TASKS)} or csv:<labels.csv>")
+
+
+def preprocess_config(task_key: str, size: int, mean: tuple[float, ...] | None = None,
+                      std: tuple[float, ...] | None = None) -> PreprocessConfig:
+    """The preprocessing of a model of this task at ``size`` px: the task's channels and geometry.
+
+    Parameters
+    ----------
+    task_key : str
+    size : int
+        Square input side in pixels.
+    mean, std : tuple of float, optional
+        Normalisation per channel; 0.5 / 0.25 for each of the task's channels by default.
+
+    Raises
+    ------
+    medimg.errors.SpecError
+        Unknown task, or a size or normalisation :class:`PreprocessConfig` refuses.
+    """
+    task = get_task(task_key)
+    mean = tuple(mean) if mean else (0.5,) * task.in_chans
+    std = tuple(std) if std else (0.25,) * task.in_chans
+    return PreprocessConfig(input_size=(size, size), in_chans=len(mean), mean=mean, std=std, geometry=task.geometry)
 
 
 def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: int | None = None) -> mdata.SplitArrays:
