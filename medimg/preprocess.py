@@ -7,7 +7,8 @@ Steps (each keeps its intermediate image for display):
 
 1. ``window``    modality units -> [0, 1] through the display window (VOI LUT), MONOCHROME1 inverted.
 2. ``channels``  to the model's channel count (RGB -> gray by ITU-R BT.601 luma, gray -> RGB by repetition).
-3. ``geometry``  to the model's input size by the spec's crop/resize policy (anti-aliased bilinear).
+3. ``geometry``  to the model's input size by the spec's crop/resize policy (anti-aliased bilinear); with
+   ``roi="foreground"`` only the bounding box of the largest bright component is seen (:func:`foreground_box`).
 4. ``intensity`` optional extra scaling (percentile stretch or CLAHE).
 5. ``normalise`` ``(x - mean) / std`` per channel -> the float32 model input (not in [0, 1]).
 """
@@ -23,9 +24,10 @@ from PIL import Image
 
 from medimg.errors import PreprocessError
 from medimg.io.image import MedicalImage, Window, apply_window, full_range_window
-from medimg.spec import GEOMETRIES, PreprocessConfig
+from medimg.spec import GEOMETRIES, PreprocessConfig, parse_hu_window
 
-__all__ = ["Step", "Preprocessed", "Geometry", "run", "normalise", "normalise_batch", "MIN_INPUT_SIDE", "PREVIEW_SIDE"]
+__all__ = ["Step", "Preprocessed", "Geometry", "run", "normalise", "normalise_batch", "foreground_box", "MIN_INPUT_SIDE",
+           "PREVIEW_SIDE", "FOREGROUND_LEVEL"]
 
 #: Images with fewer rows or columns than this are refused (nothing to see at model scale).
 MIN_INPUT_SIDE = 16
@@ -33,6 +35,12 @@ MIN_INPUT_SIDE = 16
 PREVIEW_SIDE = 1024
 #: Values (rows x columns x channels) of the original-size image processed at a time in :meth:`Geometry.forward`.
 STRIP_VALUES = 4 * 2**20
+#: Display value (in [0, 1], after the model's window) above which a pixel is foreground in :func:`foreground_box`.
+FOREGROUND_LEVEL = 0.1
+#: The largest component must cover at least this fraction of the image, else :func:`foreground_box` keeps it all.
+FOREGROUND_MIN_FRACTION = 0.02
+#: Margin added around the foreground box on each side, as a fraction of its longer side.
+FOREGROUND_MARGIN = 0.03
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,55 @@ def _select_window(image: MedicalImage, config: PreprocessConfig, window: Window
         return window
     if config.window == "full range":
         return full_range_window(image.pixels)
+    hu = parse_hu_window(config.window)
+    if hu is not None and image.units == "HU":
+        return Window(hu[0], hu[1], f"model window {hu[0]:g}/{hu[1]:g} HU", "LINEAR")
     return image.default_window
+
+
+def foreground_box(display: np.ndarray, stride: int = 1,
+                   shape: tuple[int, int] | None = None) -> tuple[int, int, int, int] | None:
+    """Bounding box of the largest bright component of a displayed image (the head on a CT slice).
+
+    Pixels above :data:`FOREGROUND_LEVEL` are foreground; a binary opening with a disk of radius 1 % of the long
+    side cuts thin structures (a head rest's arcs, burnt-in letters, the CT table's edge) off the body; the largest
+    connected component (8-connectivity) is kept and its box widened by :data:`FOREGROUND_MARGIN` of its long side.
+
+    Parameters
+    ----------
+    display : (h, w) or (h, w, C) float ndarray in [0, 1]
+        The image through the model's window, possibly a preview taking every ``stride``-th pixel.
+    stride : int
+        Sampling step of ``display`` in the original image.
+    shape : (int, int), optional
+        (rows, columns) of the original image (default: ``display``'s own shape times ``stride``).
+
+    Returns
+    -------
+    (r0, r1, c0, c1) tuple of int, or None
+        Half-open rows ``r0:r1`` and columns ``c0:c1`` in original pixels, inside ``shape``; None when no
+        component covers :data:`FOREGROUND_MIN_FRACTION` of the image (then the whole image is used).
+    """
+    from scipy import ndimage
+    from skimage.morphology import disk
+
+    g = np.asarray(display, dtype=np.float32)
+    if g.ndim == 3:
+        g = g.mean(axis=2)
+    rows, cols = shape if shape is not None else (g.shape[0] * stride, g.shape[1] * stride)
+    radius = max(1, int(round(0.01 * max(g.shape))))
+    mask = ndimage.binary_opening(g > FOREGROUND_LEVEL, structure=disk(radius))
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    if sizes.max() < FOREGROUND_MIN_FRACTION * g.size:
+        return None
+    comp = labels == int(sizes.argmax()) + 1
+    rr, cc = np.flatnonzero(comp.any(axis=1)), np.flatnonzero(comp.any(axis=0))
+    r0, r1, c0, c1 = (int(v) * stride for v in (rr[0], rr[-1] + 1, cc[0], cc[-1] + 1))
+    m = int(round(FOREGROUND_MARGIN * max(r1 - r0, c1 - c0)))
+    return max(0, r0 - m), min(rows, r1 + m), max(0, c0 - m), min(cols, c1 + m)
 
 
 def _to_channels(x: np.ndarray, in_chans: int) -> tuple[np.ndarray, str]:
@@ -123,28 +179,44 @@ class Geometry:
         ``stretch``: resized to ``target`` whatever the aspect ratio; ``pad``: centred on a zero canvas of the
         target's aspect ratio, then resized; ``crop``: the centred region of the target's aspect ratio, resized
         (the margins are not seen).
+    box : (r0, r1, c0, c1) tuple of int, optional
+        Region of interest (half-open rows and columns of the source, :func:`foreground_box`): the policy is
+        applied to this region only; the rest of the image is not seen. None: the whole source.
 
     Raises
     ------
     PreprocessError
-        Unknown policy or an empty size.
+        Unknown policy, an empty size, or a box outside the source.
     """
 
     source: tuple[int, int]
     target: tuple[int, int]
     policy: str = "stretch"
+    box: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in GEOMETRIES:
             raise PreprocessError(f"Unknown geometry policy {self.policy!r}; expected one of {', '.join(GEOMETRIES)}.")
         if min(*self.source, *self.target) < 1:
             raise PreprocessError(f"Empty geometry: {self.source} -> {self.target}.")
+        if self.box is not None:
+            r0, r1, c0, c1 = self.box
+            if not (0 <= r0 < r1 <= self.source[0] and 0 <= c0 < c1 <= self.source[1]):
+                raise PreprocessError(f"Region {self.box} is not inside a {self.source} image.")
+
+    @property
+    def region(self) -> tuple[int, int]:
+        """(rows, columns) of the part of the source the policy applies to: the box, or the whole source."""
+        if self.box is None:
+            return self.source
+        r0, r1, c0, c1 = self.box
+        return r1 - r0, c1 - c0
 
     @property
     def canvas(self) -> tuple[int, int]:
         """(rows, columns) of the picture that is resized to ``target``: the padded canvas (``pad``), the crop
-        (``crop``) or the source itself (``stretch``)."""
-        rows, cols = self.source
+        (``crop``) or the region itself (``stretch``)."""
+        rows, cols = self.region
         out_r, out_c = self.target
         if self.policy == "pad":
             return max(rows, int(round(cols * out_r / out_c))), max(cols, int(round(rows * out_c / out_r)))
@@ -156,9 +228,9 @@ class Geometry:
 
     @property
     def offset(self) -> tuple[int, int]:
-        """(row, column) of the source's first pixel on the canvas (``pad``), or of the crop's first pixel in the
-        source (``crop``); (0, 0) for ``stretch``."""
-        (rows, cols), (side_r, side_c) = self.source, self.canvas
+        """(row, column) of the region's first pixel on the canvas (``pad``), or of the crop's first pixel in the
+        region (``crop``); (0, 0) for ``stretch``."""
+        (rows, cols), (side_r, side_c) = self.region, self.canvas
         if self.policy == "pad":
             return (side_r - rows) // 2, (side_c - cols) // 2
         if self.policy == "crop":
@@ -170,7 +242,13 @@ class Geometry:
         how = {"pad": f"padded to aspect {self.target[0]}:{self.target[1]} with zeros, ",
                "crop": "centre-cropped to aspect, ",
                "stretch": "stretched (aspect ratio not kept, as in training), "}[self.policy]
-        return f"{how}resized {self.source[0]}x{self.source[1]} -> {self.target[0]}x{self.target[1]}"
+        roi = ""
+        if self.box is not None:
+            r0, r1, c0, c1 = self.box
+            roi = (f"cut to the foreground box (rows {r0}-{r1}, columns {c0}-{c1} of {self.source[0]}x"
+                   f"{self.source[1]}), ")
+        rows, cols = self.region
+        return f"{roi}{how}resized {rows}x{cols} -> {self.target[0]}x{self.target[1]}"
 
     def forward(self, x: np.ndarray | Callable[[int, int], np.ndarray]) -> np.ndarray:
         """The ``geometry`` step: the source image at the model input size.
@@ -188,16 +266,23 @@ class Geometry:
             Area-averaged by whole blocks down to 2-4x the target (an exact box low-pass), then an anti-aliased
             bilinear resize (scikit-image), clipped to [0, 1].
         """
-        rows, cols = self.source
+        rows, cols = self.region
         if callable(x):
-            source = x
+            whole = x
         else:
             if tuple(x.shape[:2]) != self.source:
                 raise PreprocessError(f"Geometry for {self.source} applied to an image of {x.shape[:2]}.")
             arr = x
 
-            def source(a: int, b: int) -> np.ndarray:
+            def whole(a: int, b: int) -> np.ndarray:
                 return arr[a:b]
+        if self.box is None:
+            source = whole
+        else:
+            br0, _, bc0, bc1 = self.box
+
+            def source(a: int, b: int) -> np.ndarray:  # rows a:b of the region
+                return whole(a + br0, b + br0)[:, bc0:bc1]
         (r0, c0), (side_r, side_c) = self.offset, self.canvas
 
         def canvas_rows(a: int, b: int) -> np.ndarray:  # rows a:b of what is resized: canvas, crop or source
@@ -251,11 +336,16 @@ class Geometry:
         (source rows, source columns) float32 ndarray in [0, 1]
             Bilinear (pixel centres aligned; anti-aliased when shrinking, as torch's ``interpolate(...,
             antialias=True)``, through Pillow); ``pad``: the canvas with the padding cut away; ``crop``: 0 over the
-            margins the network did not see.
+            margins the network did not see; with a ``box``, 0 outside it.
         """
         h = np.asarray(m, dtype=np.float32)
         if h.shape != self.target:
             raise PreprocessError(f"Expected a {self.target} map, got {h.shape}.")
+        if self.box is not None:
+            br0, br1, bc0, bc1 = self.box
+            full = np.zeros(self.source, dtype=np.float32)
+            full[br0:br1, bc0:bc1] = Geometry(self.region, self.target, self.policy).inverse(h)
+            return full
         (rows, cols), (side_r, side_c), (r0, c0) = self.source, self.canvas, self.offset
         if self.policy == "pad":
             out = _bilinear(h, (side_r, side_c))[r0 : r0 + rows, c0 : c0 + cols]
@@ -368,7 +458,12 @@ def run(image: MedicalImage, config: PreprocessConfig, window: Window | None = N
         y, _ = _to_channels(apply_window(pixels[a:b], win, invert=image.invert), config.in_chans)
         return np.ascontiguousarray(y[..., :1]) if gray_repeated else y
 
-    geometry = Geometry((rows, cols), tuple(config.input_size), config.geometry)
+    box = None
+    if config.roi == "foreground":  # found through the model's own window, whichever window the user feeds
+        own = _select_window(image, config, None)
+        box = foreground_box(preview if own == win else apply_window(pixels[::k, ::k], own, invert=image.invert),
+                             stride=k, shape=(rows, cols))
+    geometry = Geometry((rows, cols), tuple(config.input_size), config.geometry, box=box)
     x = geometry.forward(strip)
     if gray_repeated:
         x = np.repeat(x, config.in_chans, axis=2)

@@ -15,10 +15,32 @@ from typing import Any
 
 from medimg.errors import SpecError
 
-__all__ = ["PreprocessConfig", "ModelSpec", "load_spec", "save_spec", "spec_task"]
+__all__ = ["PreprocessConfig", "ModelSpec", "load_spec", "save_spec", "spec_task", "parse_hu_window", "ROIS"]
 
 GEOMETRIES = ("stretch", "pad", "crop")
 INTENSITIES = ("none", "percentile", "equalize")
+#: Region of interest before the geometry step: the whole image, or the bounding box of its largest bright
+#: component (:func:`medimg.preprocess.foreground_box`; e.g. the head on a CT slice, without air and head rest).
+ROIS = ("none", "foreground")
+
+
+def parse_hu_window(window: str) -> tuple[float, float] | None:
+    """``"HU 40/80"`` -> ``(40.0, 80.0)`` (Window Center, Window Width in HU); any other value -> None.
+
+    Raises
+    ------
+    SpecError
+        A value starting with ``"HU "`` that is not ``"HU <center>/<width>"`` with a width >= 1.
+    """
+    if not window.startswith("HU "):
+        return None
+    try:
+        center, width = (float(v) for v in window[3:].split("/"))
+    except ValueError as err:
+        raise SpecError(f"window {window!r} must read 'HU <center>/<width>', e.g. 'HU 40/80'.") from err
+    if not width >= 1:  # PS3.3 C.11.2.1.2: Window Width >= 1
+        raise SpecError(f"window {window!r}: the width must be at least 1 HU.")
+    return center, width
 
 
 @dataclass(frozen=True)
@@ -33,7 +55,12 @@ class PreprocessConfig:
         1 (grayscale) or 3 (RGB) network input channels.
     window : str
         ``"default"``: the image's default display window (DICOM header window, stored range for 8-bit raster);
-        ``"full range"``: data min..max.
+        ``"full range"``: data min..max; ``"HU <center>/<width>"`` (e.g. ``"HU 40/80"``, the brain window):
+        that window for images in HU (CT after the Modality LUT), the default window for any other image (an 8-bit
+        export is already windowed).
+    roi : {"none", "foreground"}
+        ``foreground``: the geometry step sees only the bounding box of the image's largest bright component
+        (:func:`medimg.preprocess.foreground_box`), e.g. the head without the air and head rest around it.
     geometry : {"stretch", "pad", "crop"}
         ``stretch``: resize to ``input_size`` ignoring aspect ratio (what the training images had);
         ``pad``: keep aspect, pad with zeros; ``crop``: keep aspect, centre-crop the long side.
@@ -50,6 +77,7 @@ class PreprocessConfig:
     intensity: str = "none"
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.25,)
+    roi: str = "none"
 
     def __post_init__(self) -> None:
         rows, cols = self.input_size
@@ -61,6 +89,10 @@ class PreprocessConfig:
             raise SpecError(f"geometry must be one of {GEOMETRIES}, got {self.geometry!r}.")
         if self.intensity not in INTENSITIES:
             raise SpecError(f"intensity must be one of {INTENSITIES}, got {self.intensity!r}.")
+        if self.roi not in ROIS:
+            raise SpecError(f"roi must be one of {ROIS}, got {self.roi!r}.")
+        if self.window not in ("default", "full range") and parse_hu_window(self.window) is None:
+            raise SpecError(f"window must be 'default', 'full range' or 'HU <center>/<width>', got {self.window!r}.")
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise SpecError("mean and std need one value per input channel.")
         if any(s <= 0 for s in self.std):

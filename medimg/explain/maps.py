@@ -46,7 +46,7 @@ def _resize(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def to_original(heatmap: np.ndarray, shape: tuple[int, ...], input_size: tuple[int, int],
-                geometry: str) -> np.ndarray:
+                geometry: str, roi: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """Map a model-input-sized map back onto the original image, inverting the spec's geometry policy.
 
     Parameters
@@ -61,14 +61,23 @@ def to_original(heatmap: np.ndarray, shape: tuple[int, ...], input_size: tuple[i
     geometry : {"stretch", "pad", "crop"}
         ``stretch``: resized to ``shape``; ``pad``: resized to the padded canvas, then the padding is cut away;
         ``crop``: resized onto the centre region the network saw, 0 over the cropped-away margins.
+    roi : (r0, r1, c0, c1) tuple of float in [0, 1], optional
+        The region of interest the network saw (``spec.preprocess.roi``), as fractions of the original's rows and
+        columns (:attr:`CamResult.roi`); the map is placed there, 0 elsewhere.
 
     Returns
     -------
     (H0, W0) float32 ndarray in [0, 1]
         :meth:`medimg.preprocess.Geometry.inverse`: the inverse of the preprocessing's own geometry step.
     """
+    rows, cols = int(shape[0]), int(shape[1])
+    box = None
+    if roi is not None:
+        r0, r1 = int(round(roi[0] * rows)), max(int(round(roi[1] * rows)), int(round(roi[0] * rows)) + 1)
+        c0, c1 = int(round(roi[2] * cols)), max(int(round(roi[3] * cols)), int(round(roi[2] * cols)) + 1)
+        box = (r0, min(r1, rows), c0, min(c1, cols))
     try:
-        g = Geometry((int(shape[0]), int(shape[1])), (int(input_size[0]), int(input_size[1])), geometry)
+        g = Geometry((rows, cols), (int(input_size[0]), int(input_size[1])), geometry, box=box)
         return g.inverse(heatmap)
     except PreprocessError as err:
         raise ExplainError(str(err)) from err
@@ -107,6 +116,9 @@ class CamResult:
         ``heatmap`` is then all zero and must be reported as "no region raises <class>", not drawn.
     grid : (int, int) or None
         (rows, columns) of the layer's feature map: the map's true resolution before upsampling.
+    roi : (r0, r1, c0, c1) tuple of float in [0, 1], or None
+        The foreground box the network saw (``spec.preprocess.roi == "foreground"``), as fractions of the
+        original image's rows and columns; None: the whole image.
     """
 
     heatmap: np.ndarray
@@ -122,6 +134,7 @@ class CamResult:
     vmax: float | None = None
     empty: bool = False
     grid: tuple[int, int] | None = None
+    roi: tuple[float, float, float, float] | None = None
 
     def heatmap_original(self, shape: tuple[int, ...]) -> np.ndarray:
         """The heat map on the original image grid (see :func:`to_original`).
@@ -135,11 +148,20 @@ class CamResult:
         -------
         (H0, W0) float32 ndarray in [0, 1]
         """
-        return to_original(self.heatmap, shape, self.input_size, self.geometry)
+        return to_original(self.heatmap, shape, self.input_size, self.geometry, self.roi)
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Computing maps
+
+
+def _roi_fractions(preprocessed: Any) -> tuple[float, float, float, float] | None:
+    """The geometry step's foreground box as fractions of the source's rows and columns (None: whole image)."""
+    g = getattr(preprocessed, "geometry", None)
+    if g is None or g.box is None:
+        return None
+    (rows, cols), (r0, r1, c0, c1) = g.source, g.box
+    return r0 / rows, r1 / rows, c0 / cols, c1 / cols
 
 
 def _check_inputs(spec: ModelSpec, x: np.ndarray) -> None:
@@ -495,7 +517,7 @@ def cam(predictor: Any, preprocessed: Any, target: int | str | None = None, meth
                      target_probability=prob, scale=scale, layer=layer_name,
                      input_size=tuple(spec.preprocess.input_size), geometry=spec.preprocess.geometry,
                      raw_max=float(maps[0].max()), vmax=vmax if scale == "global" else None, empty=empty[0],
-                     grid=grid)
+                     grid=grid, roi=_roi_fractions(preprocessed))
 
 
 def cam_batch(predictor: Any, model_inputs: np.ndarray | torch.Tensor,

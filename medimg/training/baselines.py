@@ -193,17 +193,14 @@ def load_task_features(task_key: str, size: int | None = None) -> dict[str, Any]
     ValueError
         Unknown task.
     """
-    from medimg.spec import PreprocessConfig
-    from medimg.training.tasks import TASKS, load_task_split
+    from medimg.training.tasks import TASKS, load_task_split, preprocess_config
 
     if task_key not in TASKS:
         raise ValueError(f"unknown task {task_key!r}; expected one of {sorted(TASKS)}")
     t0 = time.perf_counter()
     task = TASKS[task_key]
     size = size or (28 if task.medmnist_flag else 64)
-    c = task.in_chans
-    cfg = PreprocessConfig(input_size=(size, size), in_chans=c, mean=(0.5,) * c, std=(0.25,) * c,
-                           geometry=task.geometry)
+    cfg = preprocess_config(task_key, size)
     out: dict[str, Any] = {}
     for s in ("train", "val", "test"):
         arr = load_task_split(task_key, s, cfg)

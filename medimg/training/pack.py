@@ -104,7 +104,8 @@ def write_pack(task_key: str, config: PreprocessConfig, path: str | Path, fmt: s
         raise SpecError(f"pack format must be 'jpeg', 'webp' or 'png', got {fmt!r}")
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {"version": PACK_VERSION, "task": task_key, "input_size": list(config.input_size),
-                            "in_chans": config.in_chans, "geometry": config.geometry, "format": fmt,
+                            "in_chans": config.in_chans, "geometry": config.geometry, "window": config.window,
+                            "roi": config.roi, "format": fmt,
                             "quality": quality if fmt != "png" else None, "n": {},
                             "source_checksum": source_checksum(task_key)}
     for split in SPLITS:
@@ -153,17 +154,19 @@ def read_pack(path: str | Path, split: str, config: PreprocessConfig | None = No
     path : path
     split : {"train", "val", "test"}
     config : PreprocessConfig, optional
-        When given, the pack must have been made for its input size, channels and geometry.
+        When given, the pack must have been made for its input size, channels, geometry, window and region of
+        interest (packs older than the last two count as ``"default"`` and ``"none"``).
 
     Raises
     ------
     medimg.errors.SpecError
-        Not a pack, or made for another input size, channel count or geometry.
+        Not a pack, or made for another input size, channel count, geometry, window or region of interest.
     """
     meta = pack_info(path, checksum=False)
     if config is not None:
-        want = {"input_size": list(config.input_size), "in_chans": config.in_chans, "geometry": config.geometry}
-        got = {k: meta[k] for k in want}
+        want = {"input_size": list(config.input_size), "in_chans": config.in_chans, "geometry": config.geometry,
+                "window": config.window, "roi": config.roi}
+        got = {k: meta.get(k, {"window": "default", "roi": "none"}.get(k)) for k in want}
         if got != want:
             raise SpecError(f"the data pack was made for {got}, the model needs {want}")
     with np.load(path) as z:

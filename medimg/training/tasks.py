@@ -44,6 +44,8 @@ class Task:
     patient_col: str | None = None
     group_col: str | None = None
     n_folds: int = 0
+    window: str = "default"
+    roi: str = "none"
 
 
 TASKS: dict[str, Task] = {
@@ -113,6 +115,9 @@ TASKS: dict[str, Task] = {
         modalities=("CT",), body_parts=("HEAD", "BRAIN", "SKULL"), positive="hemorrhage",
         labels=("normal", "hemorrhage"), geometry="pad", domain="head CT slices (brain window)",
         oos_exclude=("head-ct",), group_col="id_block10", n_folds=5,
+        # the training slices are 8-bit brain-window exports cut tightly round the head: a CT in HU is shown to the
+        # network in the brain window (40/80) and, like them, cut to the head (no air, table or head rest)
+        window="HU 40/80", roi="foreground",
     ),
     "cric-cervix": Task(
         folder="cric-cervix", title="Cervical cytology (Pap smear cell): 6 Bethesda classes", modality="microscopy",
@@ -219,7 +224,8 @@ def get_task(task_key: str) -> Task:
 
 def preprocess_config(task_key: str, size: int, mean: tuple[float, ...] | None = None,
                       std: tuple[float, ...] | None = None) -> PreprocessConfig:
-    """The preprocessing of a model of this task at ``size`` px: the task's channels and geometry.
+    """The preprocessing of a model of this task at ``size`` px: the task's channels, window, region of interest
+    and geometry.
 
     Parameters
     ----------
@@ -237,7 +243,8 @@ def preprocess_config(task_key: str, size: int, mean: tuple[float, ...] | None =
     task = get_task(task_key)
     mean = tuple(mean) if mean else (0.5,) * task.in_chans
     std = tuple(std) if std else (0.25,) * task.in_chans
-    return PreprocessConfig(input_size=(size, size), in_chans=len(mean), mean=mean, std=std, geometry=task.geometry)
+    return PreprocessConfig(input_size=(size, size), in_chans=len(mean), mean=mean, std=std, geometry=task.geometry,
+                            window=task.window, roi=task.roi)
 
 
 def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: int | None = None) -> mdata.SplitArrays:

@@ -332,7 +332,8 @@ def overlay_base_for(upload: Upload, display: np.ndarray, cam_result: Any, color
         return hashlib.blake2b(np.ascontiguousarray(a).data, digest_size=16).hexdigest()
 
     key = (digest(display), display.shape, str(display.dtype), digest(cam_result.heatmap),
-           tuple(cam_result.input_size), str(cam_result.geometry), colormap, int(max_side))
+           tuple(cam_result.input_size), str(cam_result.geometry), getattr(cam_result, "roi", None), colormap,
+           int(max_side))
     return _cached(upload.upload_id, "overlay", key, lambda: overlay_base(display, cam_result, colormap, max_side))
 
 

@@ -219,8 +219,7 @@ class _Stopped(Exception):
 
 def _load_splits(config: LabConfig) -> tuple[dict[str, Any], float]:
     """The task's train/val/test splits at 28 px through the CLI's loader; cached per process (public data)."""
-    from medimg.spec import PreprocessConfig
-    from medimg.training.tasks import get_task, load_task_split
+    from medimg.training.tasks import get_task, load_task_split, preprocess_config
 
     key = (config.task, config.limit)
     with _CACHE_LOCK:
@@ -229,8 +228,7 @@ def _load_splits(config: LabConfig) -> tuple[dict[str, Any], float]:
         return hit, 0.0
     t0 = time.perf_counter()
     task = get_task(config.task)
-    pp = PreprocessConfig(input_size=(SIZE, SIZE), in_chans=task.in_chans, mean=(0.5,) * task.in_chans,
-                          std=(0.25,) * task.in_chans, geometry=task.geometry)
+    pp = preprocess_config(config.task, SIZE)
     splits = {s: _first(load_task_split(config.task, s, pp, config.limit), config.limit)
               for s in ("train", "val", "test")}
     labels = splits["train"].labels
