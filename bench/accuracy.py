@@ -208,8 +208,11 @@ def collect_gpu(folder: Path) -> dict[str, Any]:
 
     Every run's test metrics come from its report on the data pack's test images (``folder/pack_eval``,
     WebP-compressed at training size; the same for every seed, so seeds compare like with like). The shipped
-    seed's numbers on the real test images are in the first table.
+    seed's numbers on the real test images are in the first table. Runs whose window or region of interest is no
+    longer the task's (e.g. head CT before the head crop) are left out: they measured another recipe.
     """
+    from medimg.training.tasks import preprocess_config
+
     out: dict[str, Any] = {}
     for eval_path in sorted((folder / "pack_eval").glob("*.eval.json")):
         stem = eval_path.name[: -len(".eval.json")]
@@ -220,6 +223,10 @@ def collect_gpu(folder: Path) -> dict[str, Any]:
         init = "scratch" if base.endswith("_scratch") else "pretrained"
         base = base.removesuffix("_scratch")
         spec = load_spec(spec_path)
+        task = spec.training.get("config", {}).get("task", "?")
+        now = preprocess_config(task, spec.preprocess.input_size[0])
+        if (spec.preprocess.window, spec.preprocess.roi) != (now.window, now.roi):
+            continue
         rep = EvalReport.load(eval_path)
         m = compute_metrics(rep.y_true, rep.probs, rep.positive_label, rep.threshold)
         m.pop("confusion_matrix", None)
@@ -228,7 +235,6 @@ def collect_gpu(folder: Path) -> dict[str, Any]:
                  architecture=spec.architecture, device=spec.training.get("device"),
                  initial_weights=(spec.training.get("initial_weights") or {}).get("name"),
                  cam_grid=spec.training.get("cam_grid"), test_images="data pack (WebP q80)")
-        task = spec.training.get("config", {}).get("task", "?")
         out.setdefault(task, {}).setdefault(init, {}).setdefault(base, {})[seed or "0"] = m
     return out
 

@@ -122,6 +122,10 @@ def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list
         checks.append(GateCheck("channels", False, "The image is grayscale; the model was trained on colour "
                                 "images (the grayscale was copied into all three channels).", "grayscale"))
     rows, cols = image.shape[:2]
+    what = "The image"
+    if pre.geometry is not None and pre.geometry.box is not None:  # the model sees only the foreground box
+        rows, cols = pre.geometry.region
+        what = "The region the model sees (the foreground box)"
     need = min(spec.preprocess.input_size)
     trained = (spec.gate or {}).get("training_image_sides") or {}
     if trained.get("min"):
@@ -131,7 +135,7 @@ def check_image(image: MedicalImage, pre: Preprocessed, spec: ModelSpec) -> list
     if min(rows, cols) < need:
         seen = (f"the smallest training image ({need} px short side)" if trained.get("min") and need < min(
             spec.preprocess.input_size) else f"the model input ({need} px)")
-        checks.append(GateCheck("size", False, f"The image ({rows} x {cols}) is smaller than {seen}: it was "
+        checks.append(GateCheck("size", False, f"{what} ({rows} x {cols}) is smaller than {seen}: it was "
                                 "enlarged, so fine detail is missing.", min(rows, cols)))
     checks.extend(GateCheck(c.name, c.passed, c.reason, c.value) for c in check_header(image, spec))
     std = float(np.std(pre.image))

@@ -160,3 +160,22 @@ def test_real_head_ct_series_is_cut_to_the_head(shared_data: Path) -> None:
     box = run(im, cfg).geometry.box
     rows, cols = im.pixels.shape[:2]
     assert box is not None and (box[1] - box[0]) * (box[3] - box[2]) > 0.8 * rows * cols
+
+
+def test_size_check_measures_the_region_the_model_sees() -> None:
+    """A small head in a large field of view is enlarged to the input: the size check reads the box, not the
+    image."""
+    from medimg.gate import check_image
+
+    spec = ModelSpec(name="t", title="t", architecture="smallcnn", labels=("a", "b"),
+                     preprocess=_cfg(input_size=(128, 128), window="HU 40/80", roi="foreground"))
+    small = np.full((512, 512), -1000.0, np.float32)
+    rr, cc = np.mgrid[0:512, 0:512]
+    small[np.hypot(rr - 256, cc - 256) < 50] = 35.0  # a 100 px head (3 % of the image)
+    img = _ct(small)
+    (size,) = [c for c in check_image(img, run(img, spec.preprocess), spec) if c.name == "size"]
+    assert not size.passed and "region the model sees" in size.reason
+    large = np.full((512, 512), -1000.0, np.float32)
+    large[np.hypot(rr - 256, cc - 256) < 200] = 35.0  # a 400 px head
+    big = _ct(large)
+    assert not [c for c in check_image(big, run(big, spec.preprocess), spec) if c.name == "size"]
