@@ -179,3 +179,14 @@ def test_size_check_measures_the_region_the_model_sees() -> None:
     large[np.hypot(rr - 256, cc - 256) < 200] = 35.0  # a 400 px head
     big = _ct(large)
     assert not [c for c in check_image(big, run(big, spec.preprocess), spec) if c.name == "size"]
+
+
+def test_outline_box_draws_the_region_on_a_display_of_any_size() -> None:
+    from medimg.ui.widgets import outline_box
+
+    pic = np.zeros((100, 50), np.uint8)  # a display of a 200 x 100 source at half size
+    out = outline_box(pic, (20, 120, 10, 60), (200, 100))
+    assert out.shape == (100, 50, 3) and pic.max() == 0  # a copy
+    lit = out.any(axis=2)
+    assert lit[10, 5:30].all() and lit[59, 5:30].all() and lit[10:60, 5].all() and lit[10:60, 29].all()
+    assert not lit[11:59, 6:29].any() and not lit[:10].any() and not lit[61:].any()

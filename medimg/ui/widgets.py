@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from medimg.spec import ModelSpec
 
 __all__ = ["CUSTOM_WINDOW", "frame_picker", "window_picker", "show_image", "show_metadata", "show_gate",
-           "show_prediction", "show_cam_note", "show_steps", "step_pixels", "show_timings", "format_seconds",
+           "show_prediction", "show_cam_note", "show_steps", "outline_box", "step_pixels", "show_timings", "format_seconds",
            "show_uncertainty", "uncertainty_text", "header_checks_for", "show_model_suggestion", "confirm_warnings",
            "READ_FIRST_KEY", "read_first", "show_agreement", "show_reads_table", "report_downloads"]
 
@@ -311,14 +311,50 @@ def step_pixels(step_image: np.ndarray, name: str, side: int = 384) -> np.ndarra
     return enlarge_nearest(x, side) if max(x.shape[:2]) <= side else to_uint8(x, side)
 
 
+def outline_box(picture: np.ndarray, box: tuple[int, int, int, int], source: tuple[int, int],
+                colour: tuple[int, int, int] = (255, 210, 0)) -> np.ndarray:
+    """``picture`` with the outline of ``box`` drawn on it (the region of interest the network sees).
+
+    Parameters
+    ----------
+    picture : (h, w) or (h, w, 3) uint8 ndarray
+        A display of the whole source image at any size.
+    box : (r0, r1, c0, c1) tuple of int
+        Half-open rows and columns in source pixels (:attr:`medimg.preprocess.Geometry.box`).
+    source : (int, int)
+        (rows, columns) of the source image.
+
+    Returns
+    -------
+    (h, w, 3) uint8 ndarray
+        A copy, 2 px outline (1 px on pictures under 200 px).
+    """
+    out = np.array(picture, dtype=np.uint8)
+    if out.ndim == 2 or out.shape[2] == 1:
+        out = np.repeat(out.reshape(out.shape[0], out.shape[1], 1), 3, axis=2)
+    h, w = out.shape[:2]
+    r0, r1 = (min(h - 1, int(v * h / source[0])) for v in (box[0], box[1] - 1))
+    c0, c1 = (min(w - 1, int(v * w / source[1])) for v in (box[2], box[3] - 1))
+    t = 2 if min(h, w) >= 200 else 1
+    for rows, cols in (((r0, r0 + t), (c0, c1 + 1)), ((r1 - t + 1, r1 + 1), (c0, c1 + 1)),
+                       ((r0, r1 + 1), (c0, c0 + t)), ((r0, r1 + 1), (c1 - t + 1, c1 + 1))):
+        out[max(rows[0], 0):rows[1], max(cols[0], 0):cols[1]] = colour
+    return out
+
+
 def show_steps(prediction: Prediction, per_row: int = 5) -> None:
-    """"What the network saw": each preprocessing step's image (real pixels, size printed) with its description."""
+    """"What the network saw": each preprocessing step's image (real pixels, size printed) with its description;
+    a region of interest (``spec.preprocess.roi``) is outlined on the full-size ``channels`` step."""
     steps = prediction.preprocessed.steps
+    geometry = prediction.preprocessed.geometry
     for start in range(0, len(steps), per_row):
         cols = st.columns(per_row)
         for col, step in zip(cols, steps[start : start + per_row], strict=False):
             with col:
-                st.image(_step_png(step.image, step.name), width="stretch")
+                picture = _step_png(step.image, step.name)
+                if step.name == "channels" and geometry is not None and geometry.box is not None:
+                    picture = outline_box(picture, geometry.box, geometry.source)
+                st.image(picture, width="stretch")
                 st.markdown(f"**{step.name}**")
                 extra = " (shown min–max scaled)" if step.name == "normalise" else ""
                 rows, cols_ = step.size  # the step's real output size (a full-size step keeps only a preview)
