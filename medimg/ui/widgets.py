@@ -255,22 +255,27 @@ def _displayable(step_image: np.ndarray, name: str) -> np.ndarray:
 _STEP_PNG_KEY = "medimg.widgets.step-png"
 
 
-def _step_png(step_image: np.ndarray, name: str, keep: int = 12) -> bytes:
+def _step_png(step_image: np.ndarray, name: str, keep: int = 12, box: tuple[int, int, int, int] | None = None,
+              source: tuple[int, int] | None = None) -> bytes:
     """The letterboxed real-pixel thumbnail of a step as PNG bytes, encoded once per session and image (a rerun
-    that leaves the prediction unchanged, e.g. a slider, sends the same bytes again without encoding them)."""
+    that leaves the prediction unchanged, e.g. a slider, sends the same bytes again without encoding them);
+    ``box`` (in ``source`` pixels) is outlined (:func:`outline_box`)."""
     import hashlib
     import io
 
     from PIL import Image
 
     arr = np.ascontiguousarray(step_image)
-    key = (name, arr.shape, str(arr.dtype), hashlib.blake2b(arr.data, digest_size=16).hexdigest())
+    key = (name, arr.shape, str(arr.dtype), hashlib.blake2b(arr.data, digest_size=16).hexdigest(), box, source)
     store = st.session_state.setdefault(_STEP_PNG_KEY, {})
     if key in store:
         store[key] = store.pop(key)
         return store[key]
     buf = io.BytesIO()
-    Image.fromarray(_letterbox(step_pixels(step_image, name))).save(buf, format="PNG", compress_level=1)
+    picture = step_pixels(step_image, name)
+    if box is not None and source is not None:
+        picture = outline_box(picture, box, source)
+    Image.fromarray(_letterbox(picture)).save(buf, format="PNG", compress_level=1)
     store[key] = buf.getvalue()
     while len(store) > keep:
         store.pop(next(iter(store)))
@@ -351,10 +356,9 @@ def show_steps(prediction: Prediction, per_row: int = 5) -> None:
         cols = st.columns(per_row)
         for col, step in zip(cols, steps[start : start + per_row], strict=False):
             with col:
-                picture = _step_png(step.image, step.name)
-                if step.name == "channels" and geometry is not None and geometry.box is not None:
-                    picture = outline_box(picture, geometry.box, geometry.source)
-                st.image(picture, width="stretch")
+                roi = step.name == "channels" and geometry is not None and geometry.box is not None
+                st.image(_step_png(step.image, step.name, box=geometry.box if roi else None,
+                                   source=geometry.source if roi else None), width="stretch")
                 st.markdown(f"**{step.name}**")
                 extra = " (shown min–max scaled)" if step.name == "normalise" else ""
                 rows, cols_ = step.size  # the step's real output size (a full-size step keeps only a preview)

@@ -131,6 +131,8 @@ def test_head_ct_dicom_is_offered_the_head_ct_model(make_app, shared_data: Path)
     failed = _choose_suggested(at, HEAD_CT, "Head CT (CT)")
     assert failed == [], failed
     assert not [c for c in at.checkbox if c.label.startswith("Analyse anyway")]
+    captions = " ".join(c.value for c in at.caption)  # "what the network saw"
+    assert "model window 40/80 HU" in captions and "cut to the foreground box" in captions
     bars = plotly_specs(at)["probabilities"]["data"][0]
     assert list(plotly_array(bars["y"])) == ["normal", "hemorrhage"]
     # the choice is kept: the same session on another run still has the head CT model

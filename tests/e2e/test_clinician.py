@@ -77,3 +77,34 @@ def test_viewer_panel_and_report_download(server: tuple[str, Path], shared_data:
     assert "Traceback" not in body and "Something went wrong" not in body
     server_log = log.read_text(errors="replace")
     assert "CANARY" not in server_log and "Traceback" not in server_log
+
+
+def test_head_ct_slice_under_the_head_ct_model(server: tuple[str, Path], shared_data: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A real head CT slice (CQ500, 512 x 512 with air and head rest): the page offers the head CT model, the
+    network sees it in the brain window cut to the head (outlined on "what the network saw"), every gate check
+    passes and the heat map is drawn."""
+    import csv
+
+    series = shared_data / "dicom" / "head-ct"
+    rows = list(csv.DictReader((series / "MANIFEST.csv").open()))
+    dcm = (series / min(rows, key=lambda r: abs(float(r["z_mm"]) - 64.0))["path"]).read_bytes()
+    shots = _screenshot_dir(tmp_path)
+    with _browser() as browser:
+        page = _open(browser, url := server[0], 1000)
+        page.get_by_role("heading", name="Analyze an image").wait_for()
+        page.locator("input[type=file]").first.set_input_files(
+            files=[{"name": "slice.dcm", "mimeType": "application/dicom", "buffer": dcm}])
+        use = page.get_by_role("button", name=re.compile(r"^Use Head CT"))
+        use.wait_for()
+        use.click()
+        page.get_by_text("Model output:").first.wait_for()
+        page.get_by_role("heading", name="Grad-CAM: where the network looked").wait_for()
+        page.locator(".js-plotly-plot .colorbar").first.wait_for()
+        page.get_by_text("cut to the foreground box", exact=False).first.wait_for()
+        page.set_viewport_size({"width": 1440, "height": 3400})
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(shots / "analyze_head_ct.png"), full_page=True)
+        body = page.inner_text("body")
+    assert url and "Traceback" not in body and "Something went wrong" not in body
+    assert "Check failed" not in body and "Analyse anyway" not in body
+    assert "model window 40/80 HU" in body and "hemorrhage" in body
