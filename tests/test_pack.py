@@ -47,6 +47,10 @@ def test_pack_made_for_another_geometry_or_task_is_refused(tmp_path: Path, share
     with pytest.raises(SpecError, match="made for"):
         read_pack(tmp_path / "p.npz", "train", PreprocessConfig(input_size=(64, 64), in_chans=1, mean=(0.5,),
                                                                  std=(0.25,)))
+    for other in ({"roi": "foreground"}, {"window": "HU 40/80"}):  # the same size, another window or crop
+        with pytest.raises(SpecError, match="made for"):
+            read_pack(tmp_path / "p.npz", "train", PreprocessConfig(input_size=(32, 32), in_chans=1, mean=(0.5,),
+                                                                     std=(0.25,), **other))
     cfg = TrainConfig(task="busi", arch="smallcnn", input_size=32, epochs=1, batch_size=4, out=str(tmp_path),
                       device="cpu", gate=False, data_pack=str(tmp_path / "p.npz"))
     with pytest.raises(SpecError, match="holds task 'kermany-cxr'"):
