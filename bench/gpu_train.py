@@ -60,7 +60,7 @@ def command(task: str, init: str, seed: int, pack: Path | None, out: Path, threa
     cmd = [sys.executable, "-m", "medimg.cli", "train", "--task", task, "--arch", ARCH, "--size", str(size),
            "--epochs", str(epochs), "--batch-size", str(batch), "--lr", str(lr), "--ema-decay", str(ema),
            "--patience", str(patience), "--seed", str(seed), "--out", str(out), "--name",
-           run_name(task, init, seed), "--threads", str(threads)]
+           run_name(task, init, seed), "--threads", str(threads), "--channels-last"]  # (always on CUDA)
     if pack is not None:
         cmd += ["--no-gate", "--data-pack", str(pack)]
     if smoke:
