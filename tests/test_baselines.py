@@ -10,6 +10,7 @@ from functools import cache
 import numpy as np
 import pytest
 
+from medimg.spec import PreprocessConfig
 from medimg.training import baselines
 from medimg.training.baselines import fit_baseline_arrays, hog_features, make_classifier
 
@@ -147,6 +148,8 @@ def test_fit_baseline_loads_val_and_test_through_the_task_loader(monkeypatch: py
     task = types.SimpleNamespace(medmnist_flag="stripesmnist", in_chans=1, geometry="stretch", positive="horizontal")
     fake = types.ModuleType("medimg.training.tasks")
     fake.TASKS, fake.load_task_split = {"stripes": task}, load_task_split
+    fake.preprocess_config = lambda key, size: PreprocessConfig(input_size=(size, size), in_chans=task.in_chans,
+                                                                mean=(0.5,), std=(0.25,), geometry=task.geometry)
     monkeypatch.setitem(sys.modules, "medimg.training.tasks", fake)
     r = baselines.fit_baseline("stripes", "logreg")
     assert sorted(c[1] for c in calls) == ["test", "train", "val"]
