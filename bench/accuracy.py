@@ -359,7 +359,8 @@ def main() -> None:
             from medimg.training.evaluation import evaluate_split
 
             evaluate_split(path).save(eval_path)
-        runs = {"0": report_metrics(eval_path, path)} if eval_path.exists() else {}
+        seed = str(spec.training.get("seed", 0))  # the shipped file's own seed (BreastMNIST: 2)
+        runs = {seed: report_metrics(eval_path, path)} if eval_path.exists() else {}
         runs.update(seeds.get(spec.name, {}))
         if args.tta and spec.tta:
             tta_all[spec.name] = measure_tta(path)
