@@ -71,11 +71,12 @@ def to_original(heatmap: np.ndarray, shape: tuple[int, ...], input_size: tuple[i
         :meth:`medimg.preprocess.Geometry.inverse`: the inverse of the preprocessing's own geometry step.
     """
     rows, cols = int(shape[0]), int(shape[1])
-    box = None
-    if roi is not None:
-        r0, r1 = int(round(roi[0] * rows)), max(int(round(roi[1] * rows)), int(round(roi[0] * rows)) + 1)
-        c0, c1 = int(round(roi[2] * cols)), max(int(round(roi[3] * cols)), int(round(roi[2] * cols)) + 1)
-        box = (r0, min(r1, rows), c0, min(c1, cols))
+
+    def span(lo: float, hi: float, n: int) -> tuple[int, int]:  # fractions -> half-open pixels, never empty
+        a = min(int(round(lo * n)), n - 1)
+        return a, min(n, max(int(round(hi * n)), a + 1))
+
+    box = None if roi is None else (*span(roi[0], roi[1], rows), *span(roi[2], roi[3], cols))
     try:
         g = Geometry((rows, cols), (int(input_size[0]), int(input_size[1])), geometry, box=box)
         return g.inverse(heatmap)

@@ -166,7 +166,8 @@ def read_pack(path: str | Path, split: str, config: PreprocessConfig | None = No
     if config is not None:
         want = {"input_size": list(config.input_size), "in_chans": config.in_chans, "geometry": config.geometry,
                 "window": config.window, "roi": config.roi}
-        got = {k: meta.get(k, {"window": "default", "roi": "none"}.get(k)) for k in want}
+        older = {"window": "default", "roi": "none"}  # packs written before these fields existed
+        got = {k: meta.get(k, older.get(k)) for k in want}
         if got != want:
             raise SpecError(f"the data pack was made for {got}, the model needs {want}")
     with np.load(path) as z:

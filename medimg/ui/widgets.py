@@ -334,17 +334,16 @@ def outline_box(picture: np.ndarray, box: tuple[int, int, int, int], source: tup
     (h, w, 3) uint8 ndarray
         A copy, 2 px outline (1 px on pictures under 200 px).
     """
-    out = np.array(picture, dtype=np.uint8)
-    if out.ndim == 2 or out.shape[2] == 1:
-        out = np.repeat(out.reshape(out.shape[0], out.shape[1], 1), 3, axis=2)
-    h, w = out.shape[:2]
-    r0, r1 = (min(h - 1, int(v * h / source[0])) for v in (box[0], box[1] - 1))
-    c0, c1 = (min(w - 1, int(v * w / source[1])) for v in (box[2], box[3] - 1))
-    t = 2 if min(h, w) >= 200 else 1
-    for rows, cols in (((r0, r0 + t), (c0, c1 + 1)), ((r1 - t + 1, r1 + 1), (c0, c1 + 1)),
-                       ((r0, r1 + 1), (c0, c0 + t)), ((r0, r1 + 1), (c1 - t + 1, c1 + 1))):
-        out[max(rows[0], 0):rows[1], max(cols[0], 0):cols[1]] = colour
-    return out
+    from PIL import Image, ImageDraw
+
+    u8 = np.asarray(picture, dtype=np.uint8)
+    img = Image.fromarray(u8.reshape(u8.shape[:2]) if u8.ndim == 2 or u8.shape[2] == 1 else u8).convert("RGB")
+    w, h = img.size
+    sr, sc = h / source[0], w / source[1]
+    ImageDraw.Draw(img).rectangle((int(box[2] * sc), int(box[0] * sr), min(w - 1, int((box[3] - 1) * sc)),
+                                   min(h - 1, int((box[1] - 1) * sr))),
+                                  outline=colour, width=2 if min(h, w) >= 200 else 1)
+    return np.asarray(img)
 
 
 def show_steps(prediction: Prediction, per_row: int = 5) -> None:
@@ -356,9 +355,9 @@ def show_steps(prediction: Prediction, per_row: int = 5) -> None:
         cols = st.columns(per_row)
         for col, step in zip(cols, steps[start : start + per_row], strict=False):
             with col:
-                roi = step.name == "channels" and geometry is not None and geometry.box is not None
-                st.image(_step_png(step.image, step.name, box=geometry.box if roi else None,
-                                   source=geometry.source if roi else None), width="stretch")
+                box = geometry.box if step.name == "channels" and geometry is not None else None
+                st.image(_step_png(step.image, step.name, box=box, source=geometry.source if box else None),
+                         width="stretch")
                 st.markdown(f"**{step.name}**")
                 extra = " (shown min–max scaled)" if step.name == "normalise" else ""
                 rows, cols_ = step.size  # the step's real output size (a full-size step keeps only a preview)
