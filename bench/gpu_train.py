@@ -51,7 +51,7 @@ def run_name(task: str, init: str, seed: int) -> str:
 
 
 def command(task: str, init: str, seed: int, pack: Path | None, out: Path, threads: int,
-            smoke: bool = False) -> list[str]:
+            smoke: bool = False, bf16: bool = False) -> list[str]:
     """The ``medimg train`` command line of one run (``smoke``: 1 epoch on 32 images per split; ``pack`` None:
     from the data folder itself, gate fitted: how the shipped model is reproduced on a machine with the data)."""
     size, epochs, batch, ema, patience, lr = PLAN[task]
@@ -65,6 +65,8 @@ def command(task: str, init: str, seed: int, pack: Path | None, out: Path, threa
         cmd += ["--no-gate", "--data-pack", str(pack)]
     if smoke:
         cmd += ["--limit", "32"]
+    if bf16:  # bf16 autocast on a CPU as on CUDA (where it is always on)
+        cmd += ["--bf16"]
     if init == "imagenet":
         cmd += ["--pretrained", "imagenet", "--freeze-epochs", "1", "--backbone-lr-scale", "0.3"]
     return cmd
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kill-at", type=float, default=510.0, help="seconds after which unfinished runs stop")
     p.add_argument("--no-pack", action="store_true",
                    help="train from the data folder (real images) and fit the gate, e.g. --work weights --jobs 1")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast on a CPU host too (the GPU recipe's precision; about 1.6 x faster there)")
     p.add_argument("--smoke", action="store_true", help="1 epoch on 32 images per split (checks the setup)")
     p.add_argument("--work", type=Path, default=Path("runs/gpu"))
     p.add_argument("--out", type=Path, required=True, help="summary and tarballs")
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             name = run_name(task, init, seed)
             pack = None if a.no_pack else a.packs / f"{task}_{PLAN[task][0]}.npz"
             log = open(a.work / "logs" / f"{name}.log", "w")  # noqa: SIM115 - closed when the process ends
-            proc = subprocess.Popen(command(task, init, seed, pack, a.work, a.threads, a.smoke), stdout=log,
+            proc = subprocess.Popen(command(task, init, seed, pack, a.work, a.threads, a.smoke, a.bf16), stdout=log,
                                     stderr=subprocess.STDOUT)
             running[name] = (proc, now, job)
             print(f"{now:6.0f}s start {name}", flush=True)

@@ -178,6 +178,8 @@ def _add_train_options(t: argparse.ArgumentParser) -> None:
                    help="with --pretrained: backbone learning rate = lr x this (the head keeps lr)")
     t.add_argument("--channels-last", action="store_true", default=d.channels_last,
                    help="NHWC memory format on the CPU too (always on with CUDA)")
+    t.add_argument("--bf16", action="store_true", default=d.bf16,
+                   help="bfloat16 autocast in training on the CPU too (always on with CUDA)")
     t.add_argument("--data-pack", default=d.data_pack,
                    help="train from a data pack (medimg pack) instead of the data folder; then medimg finalise")
 

@@ -253,3 +253,26 @@ def test_channels_last_rgb_run_writes_its_checkpoint(tmp_path: Path, shared_data
             "--no-gate", "--ema-decay", "0", "--channels-last"]
     assert main(args) == 0
     assert json.loads((tmp_path / "rgb_nhwc.json").read_text())["preprocess"]["in_chans"] == 3
+
+
+def test_bf16_autocast_on_the_cpu_is_recorded_and_used(tmp_path: Path, shared_data: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--bf16`` runs the training forward pass in bfloat16 on the CPU (as on CUDA): the spec records it, and the
+    loss differs from the float32 run of the same seed (two float32 runs agree exactly: the CPU loop is
+    deterministic), while the shipped weights stay finite."""
+    from safetensors.torch import load_file
+
+    from medimg.cli import main
+    from medimg.evaluate import EvalReport
+
+    build = EvalReport.build.__func__
+    monkeypatch.setattr(EvalReport, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **{**k, "n_boot": 10})))
+    losses = {}
+    for name, extra in (("fp32_a", ()), ("fp32_b", ()), ("bf16", ("--bf16",))):
+        assert main(_train_args(tmp_path, name, "--arch", "smallcnn", "--epochs", "1", *extra)) == 0
+        losses[name] = [r["train_loss"] for r in json.loads((tmp_path / f"{name}.log.json").read_text())["history"]]
+        spec = json.loads((tmp_path / f"{name}.json").read_text())
+        assert spec["training"]["config"]["bf16"] is bool(extra)
+    assert losses["fp32_a"] == losses["fp32_b"]
+    assert losses["bf16"] != losses["fp32_a"]
+    assert all(torch.isfinite(v.float()).all() for v in load_file(str(tmp_path / "bf16.safetensors")).values())

@@ -61,6 +61,10 @@ class TrainConfig:
     channels_last : bool
         NHWC memory format on the CPU as well (always on with CUDA); faster for MobileNetV2 on x86 CPUs
         (``bench/pretrained_speed.py``).
+    bf16 : bool
+        bfloat16 autocast for the training forward pass on the CPU as well (always on with CUDA); about 1.6 x
+        faster on CPUs with AVX512-BF16 (MobileNetV2 224 px, batch 32, 2 threads: 38 vs 23 img/s). Validation,
+        selection and the shipped weights stay float32.
     """
 
     task: str = "kermany-cxr"
@@ -88,6 +92,7 @@ class TrainConfig:
     freeze_epochs: int = 0
     backbone_lr_scale: float = 1.0
     channels_last: bool = False
+    bf16: bool = False
     data_pack: str | None = None
 
     @property

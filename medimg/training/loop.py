@@ -1,7 +1,7 @@
 """Training: weighted cross-entropy, AdamW with a cosine schedule, early stopping on validation AUROC,
 temperature scaling on the validation split, resumable safetensors checkpoints, a JSON log per epoch.
 
-Mixed precision (bf16 autocast) and channels_last on CUDA; fixed seeds; deterministic on CPU. Under
+Mixed precision (bf16 autocast) and channels_last on CUDA (on the CPU with ``bf16`` / ``channels_last``); fixed seeds; deterministic on CPU. Under
 ``torchrun --nproc_per_node=N`` it runs DistributedDataParallel (NCCL on CUDA, gloo on CPU) over the same
 global batches as one process (see :class:`medimg.training.data.GlobalBatchSampler`); rank 0 writes the outputs.
 """
@@ -229,7 +229,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         start_epoch, elapsed_before = meta["epoch"] + 1, meta.get("elapsed", 0.0)
         log.info("resumed from epoch %d (best val AUROC %.4f)", start_epoch, best_auroc)
     t_train = time.time()
-    amp = device.type == "cuda"
+    amp = device.type == "cuda" or cfg.bf16
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         sampler.set_epoch(epoch)
