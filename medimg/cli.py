@@ -159,6 +159,9 @@ def _add_train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     t.add_argument("--no-class-weights", action="store_true", default=not d.class_weighting)
+    t.add_argument("--balanced-sampling", action="store_true", default=d.balanced_sampling,
+                   help="class-balanced sampling with replacement (small classes seen as often as large ones); "
+                   "the loss is then unweighted")
     t.add_argument("--out", default=d.out)
     t.add_argument("--name", default=d.name)
     t.add_argument("--limit", type=int, default=d.limit, help="first N images per split (quick check)")

@@ -158,3 +158,60 @@ def test_unknown_task_and_bad_csv_options_are_clear_errors(tmp_path: Path, capsy
     assert get_task(f"csv:{tmp_path / 'l.csv'}::channels=3::modality=microscopy").in_chans == 3
     assert main(["train", "--task", "chest", "--out", str(tmp_path)]) == 2  # a message, not a traceback
     assert "medimg: unknown task 'chest'" in capsys.readouterr().err
+
+
+def test_class_balanced_sampler_evens_out_the_classes_and_splits_across_ranks() -> None:
+    from medimg.training.data import GlobalBatchSampler
+
+    labels = torch.tensor([0] * 900 + [1] * 90 + [2] * 10)
+    plain = GlobalBatchSampler(1000, 50, seed=3)
+    drawn_plain = torch.tensor([i for b in plain for i in b])
+    assert sorted(drawn_plain.tolist()) == list(range(1000))  # a permutation: every image once
+    counts_plain = torch.bincount(labels[drawn_plain], minlength=3)
+    assert counts_plain.tolist() == [900, 90, 10]
+    bal = GlobalBatchSampler(1000, 50, seed=3, labels=labels)
+    counts = torch.zeros(3)
+    for epoch in range(5):
+        bal.set_epoch(epoch)
+        drawn = torch.tensor([i for b in bal for i in b])
+        assert len(drawn) == 1000
+        counts += torch.bincount(labels[drawn], minlength=3)
+    share = counts / counts.sum()
+    assert torch.allclose(share, torch.full((3,), 1 / 3), atol=0.03), share  # each class a third of the draws
+    bal.set_epoch(0)
+    first = [list(b) for b in bal]
+    assert first == [list(b) for b in bal]  # seeded: the same epoch draws the same batches
+    bal.set_epoch(1)
+    assert first != [list(b) for b in bal]
+    ranks = [GlobalBatchSampler(1000, 50, seed=3, rank=r, world_size=2, labels=labels) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(0)
+    for whole, a, b in zip(first, *ranks, strict=True):  # the two ranks' halves make the single-process batch
+        assert sorted(whole) == sorted(a + b)
+    with pytest.raises(ValueError, match="labels"):
+        GlobalBatchSampler(1000, 50, labels=labels[:10])
+
+
+def test_balanced_sampling_run_records_it_and_drops_the_loss_weights(tmp_path: Path, shared_data: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from medimg.cli import main
+    from medimg.evaluate import EvalReport
+
+    build = EvalReport.build.__func__
+    monkeypatch.setattr(EvalReport, "build", classmethod(lambda cls, *a, **k: build(cls, *a, **{**k, "n_boot": 10})))
+    seen: list[torch.Tensor | None] = []
+    real_ce = torch.nn.functional.cross_entropy
+
+    def spy(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        seen.append(k.get("weight"))
+        return real_ce(*a, **k)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
+    args = ["train", "--task", "pbc-blood", "--arch", "smallcnn", "--size", "32", "--epochs", "1", "--batch-size",
+            "8", "--limit", "24", "--out", str(tmp_path), "--name", "bal", "--device", "cpu", "--threads", "1",
+            "--no-gate", "--ema-decay", "0", "--balanced-sampling"]
+    assert main(args) == 0
+    spec = json.loads((tmp_path / "bal.json").read_text())
+    assert spec["training"]["config"]["balanced_sampling"] is True
+    train_weights = [w for w in seen if w is not None]
+    assert train_weights and all(torch.equal(w.cpu(), torch.ones_like(w.cpu())) for w in train_weights)

@@ -26,6 +26,10 @@ class TrainConfig:
     label_smoothing : float
     class_weighting : bool
         Weight the loss by inverse class frequency.
+    balanced_sampling : bool
+        Draw each epoch's samples class-balanced, with replacement (every class equally often; see
+        :class:`medimg.training.data.GlobalBatchSampler`) instead of a permutation; the loss is then unweighted
+        (``class_weighting`` would count the imbalance twice).
     out : str
         Output folder for weights, spec, report and log.
     name : str, optional
@@ -78,6 +82,7 @@ class TrainConfig:
     seed: int = 0
     label_smoothing: float = 0.0
     class_weighting: bool = True
+    balanced_sampling: bool = False
     out: str = "weights"
     name: str | None = None
     limit: int | None = None

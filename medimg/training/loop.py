@@ -195,13 +195,17 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         net = net.to(memory_format=torch.channels_last)
     model: nn.Module = DDP(net, device_ids=[device.index] if device.type == "cuda" else None) if distributed else net
     counts = torch.bincount(splits["train"].y, minlength=len(labels)).float()
-    weight = (counts.sum() / (len(labels) * counts.clamp(min=1))) if cfg.class_weighting else torch.ones(len(labels))
+    if cfg.class_weighting and not cfg.balanced_sampling:  # balanced sampling already evens the classes out
+        weight = counts.sum() / (len(labels) * counts.clamp(min=1))
+    else:
+        weight = torch.ones(len(labels))
     weight = weight.to(device)
     dataset = mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality, cfg.input_size), seed=cfg.seed)
     if len(dataset) < cfg.batch_size:
         raise SpecError(f"the training split has {len(dataset)} images, fewer than one batch of {cfg.batch_size}; "
                          "lower --batch-size or raise --limit")
-    sampler = mdata.GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world)
+    sampler = mdata.GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.seed, rank, world,
+                                       labels=splits["train"].y if cfg.balanced_sampling else None)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0 if device.type == "cpu" else 8,
                         persistent_workers=device.type != "cpu")
     if head:  # discriminative learning rates: backbone lr * backbone_lr_scale, the new head lr
