@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 
     cost = {t: PLAN[t][1] * (PLAN[t][0] ** 2) * n_train(t) for t in a.tasks}  # longest runs start first
     queue = [(t, i, s) for s in a.seeds for i in a.inits for t in sorted(a.tasks, key=lambda t: -cost[t])]
+    finished = [j for j in queue if (a.work / f"{run_name(*j)}.eval.json").exists()]
+    for j in finished:  # a finished run (its test report exists) is not run again; an interrupted one resumes
+        print(f"skip {run_name(*j)} (finished)", flush=True)
+    queue = [j for j in queue if j not in finished]
     running: dict[str, tuple[subprocess.Popen, float, tuple[str, str, int]]] = {}
     done: dict[str, dict] = {}
     while queue or running:
