@@ -31,11 +31,10 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from medimg.models import create_model
-from medimg.models.pretrained import load_pretrained
+from medimg.models.pretrained import IMAGENET_MEAN, IMAGENET_STD, load_pretrained
 from medimg.training.tasks import load_task_split, preprocess_config
 
 LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def mobilenet_v2() -> tuple[torch.nn.Module, tuple[tuple[float, ...], tuple[float, ...]]]:
@@ -43,7 +42,7 @@ def mobilenet_v2() -> tuple[torch.nn.Module, tuple[tuple[float, ...], tuple[floa
     net = create_model("mobilenet_v2", 3, 2)
     load_pretrained("mobilenet_v2", net, "imagenet")
     body = torch.nn.Sequential(net.features, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
-    return body.eval(), IMAGENET
+    return body.eval(), (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def efficientnet_lite0() -> tuple[torch.nn.Module, tuple[tuple[float, ...], tuple[float, ...]]]:
@@ -101,27 +100,14 @@ def probe(f: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, float
 
 
 def step_rate(body: torch.nn.Module, bf16: bool, steps: int = 3) -> float:
-    """Images per second of AdamW training steps (batch 32, 224 px, channels_last) on a copy of ``body``."""
+    """Images per second of AdamW training steps (batch 32, 224 px, channels_last) of a copy of ``body`` with a
+    3-class head (:func:`pretrained_speed.model_step_rate`)."""
     import copy
 
-    net = torch.nn.Sequential(copy.deepcopy(body), torch.nn.Linear(1280, 2)).train()
-    net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    x = torch.randn(32, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 2, (32,))
+    from pretrained_speed import model_step_rate
 
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = torch.nn.functional.cross_entropy(net(x).float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    step()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return 32 * steps / (time.perf_counter() - t)
+    return model_step_rate(torch.nn.Sequential(copy.deepcopy(body), torch.nn.Linear(1280, 3)), 224, True, 32,
+                           steps, bf16=bf16)
 
 
 def main() -> None:

@@ -27,23 +27,19 @@ from medimg.models.pretrained import head_parameter_names
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def step_rate(arch: str, size: int, channels_last: bool, batch: int, steps: int, in_chans: int = 3,
-              frozen: bool = False) -> float:
-    """Images per second of ``steps`` AdamW steps after one warm-up step."""
-    torch.manual_seed(0)
-    model = create_model(arch, in_chans, 3).train()
-    head = head_parameter_names(model)
-    if frozen:
-        for n, p in model.named_parameters():
-            p.requires_grad_(n in head)
+def model_step_rate(model: nn.Module, size: int, channels_last: bool, batch: int, steps: int, in_chans: int = 3,
+                    bf16: bool = False) -> float:
+    """Images per second of ``steps`` AdamW steps of ``model`` (train mode, its trainable parameters) on random
+    (batch, in_chans, size, size) inputs with 3-class targets, after one warm-up step; ``bf16``: autocast."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = model.train().to(memory_format=fmt)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     x = torch.randn(batch, in_chans, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, 3, (batch,))
 
     def one() -> None:
-        loss = nn.functional.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = nn.functional.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -53,6 +49,18 @@ def step_rate(arch: str, size: int, channels_last: bool, batch: int, steps: int,
     for _ in range(steps):
         one()
     return batch * steps / (time.perf_counter() - t0)
+
+
+def step_rate(arch: str, size: int, channels_last: bool, batch: int, steps: int, in_chans: int = 3,
+              frozen: bool = False) -> float:
+    """Images per second of ``steps`` AdamW steps of a registry ``arch`` after one warm-up step."""
+    torch.manual_seed(0)
+    model = create_model(arch, in_chans, 3)
+    head = head_parameter_names(model)
+    if frozen:
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in head)
+    return model_step_rate(model, size, channels_last, batch, steps, in_chans)
 
 
 def main() -> None:

@@ -25,19 +25,13 @@ from scipy.optimize import minimize_scalar
 from sklearn.metrics import log_loss, roc_auc_score
 
 from medimg.models import load_model
+from medimg.predict import softmax
 from medimg.preprocess import normalise_batch
 from medimg.spec import spec_task
 from medimg.training.tasks import load_task_split
 from medimg.uncertainty import tta_logits
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def softmax(z: np.ndarray, t: float = 1.0) -> np.ndarray:
-    """Softmax over the last axis of ``z / t``."""
-    z = z / t - (z / t).max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
 
 
 def fit_t(view_logits: np.ndarray, y: np.ndarray) -> float:

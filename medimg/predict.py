@@ -39,21 +39,22 @@ def choose_device(pref: str | torch.device = "auto") -> torch.device:
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise ``softmax(logits / temperature)``.
+    """``softmax(logits / temperature)`` over the last axis (the classes).
 
     Parameters
     ----------
-    logits : (N, K) float ndarray
+    logits : (..., K) float ndarray
+        E.g. (N, K) for N images, or (V, N, K) for V test-time-augmentation views of N images.
     temperature : float > 0
 
     Returns
     -------
-    (N, K) float64 ndarray, rows sum to 1
+    (..., K) float64 ndarray, each vector over K sums to 1
     """
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
+    z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def decide(probs: np.ndarray, spec: ModelSpec) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Training: weighted cross-entropy, AdamW with a cosine schedule, early stopping on validation AUROC,
 temperature scaling on the validation split, resumable safetensors checkpoints, a JSON log per epoch.
 
-Mixed precision (bf16 autocast) and channels_last on CUDA (on the CPU with ``bf16`` / ``channels_last``); fixed seeds; deterministic on CPU. Under
-``torchrun --nproc_per_node=N`` it runs DistributedDataParallel (NCCL on CUDA, gloo on CPU) over the same
+Mixed precision (bf16 autocast) and channels_last on CUDA, and on the CPU with ``bf16`` / ``channels_last``;
+fixed seeds; deterministic on CPU. Under ``torchrun --nproc_per_node=N`` it runs DistributedDataParallel (NCCL on CUDA, gloo on CPU) over the same
 global batches as one process (see :class:`medimg.training.data.GlobalBatchSampler`); rank 0 writes the outputs.
 """
 
