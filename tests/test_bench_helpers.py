@@ -1,0 +1,60 @@
+"""The arithmetic of the accuracy studies' helpers (weight soup, validation-chosen thresholds) on tiny inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(stem: str, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{stem}", BENCH / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_soup_is_the_elementwise_mean_and_keeps_integer_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    soup = _load("soup", monkeypatch)
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)) for _ in range(3)]
+    for k, n in enumerate(nets):
+        n[1].num_batches_tracked.fill_(10 + k)
+        n[1].running_mean.fill_(float(k))
+    states = [n.state_dict() for n in nets]
+    out = soup.soup_state(states)
+    torch.testing.assert_close(out["0.weight"], torch.stack([s["0.weight"] for s in states]).mean(0))
+    torch.testing.assert_close(out["1.running_mean"], torch.full((2,), 1.0))
+    assert out["1.num_batches_tracked"].dtype == torch.long and int(out["1.num_batches_tracked"]) == 10
+    merged = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    merged.load_state_dict(out)  # the soup is one network of the same architecture
+
+
+def test_soup_refuses_networks_of_different_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    soup = _load("soup", monkeypatch)
+    with pytest.raises(ValueError, match="architecture"):
+        soup.soup_state([torch.nn.Linear(3, 2).state_dict(), torch.nn.Linear(4, 2).state_dict()])
+
+
+def test_validation_threshold_maximises_accuracy_and_prefers_the_one_nearest_half(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    vt = _load("val_threshold", monkeypatch)
+    # every positive above 0.2, every negative below: any cut in (0.15, 0.2] is perfect; 0.5 makes 2 errors
+    p = np.array([0.05, 0.1, 0.15, 0.2, 0.3, 0.6, 0.9])
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    t = vt.best_accuracy_threshold(p, y)
+    assert 0.15 < t <= 0.2 and t == pytest.approx(0.175)
+    assert vt.at(p, y, t)["errors"] == 0 and vt.at(p, y, 0.5)["errors"] == 2
+    assert vt.at(p, y, 0.5)["sensitivity"] == 0.5 and vt.at(p, y, 0.5)["specificity"] == 1.0
+    # separable data: Youden's J reaches 1 at a threshold that also separates
+    assert vt.at(p, y, vt.youden_threshold(p, y))["errors"] == 0
+    # already perfect at 0.5: 0.5 is kept (ties go to the threshold nearest 0.5)
+    assert vt.best_accuracy_threshold(np.array([0.1, 0.4, 0.6, 0.9]), np.array([0, 0, 1, 1])) == 0.5
