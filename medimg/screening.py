@@ -1,4 +1,5 @@
-"""The screening view of a multi-class cytology model: negative (NILM) vs abnormal (any other Bethesda class).
+"""The screening views of a multi-class cytology model: negative (NILM) vs abnormal (any other Bethesda class), and
+the three Bethesda grades (NILM / low-grade / high-grade).
 
 Cervical screening asks first whether a cell is abnormal at all; which abnormal class comes second. The abnormal
 score of an image is ``1 - P(NILM)`` from the calibrated 6-class probabilities. Two operating points: the
@@ -6,6 +7,11 @@ sensitivity read off the ROC at 95 % specificity (an optimistic point chosen on 
 it), and the honest one: a threshold fixed on the VALIDATION split for >= 95 % specificity, applied to the test
 split. Serving code (the reviewers' dashboard) reads these; the workshop (:mod:`medimg.training.screening`)
 computes the validation threshold of a model.
+
+The grade view asks the second question in the terms that decide follow-up: low-grade squamous abnormalities
+(ASC-US, LSIL) against high-grade ones (ASC-H, "atypical squamous cells, cannot exclude HSIL"; HSIL; SCC), which
+are referred for colposcopy. A grade's probability is the sum of its classes' calibrated probabilities, and the
+called grade is the most probable one: a cell torn between ASC-H and HSIL is still called high-grade.
 
 References
 ----------
@@ -22,7 +28,14 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity", "screening_metrics"]
+__all__ = ["abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity", "screening_metrics",
+           "BETHESDA_GRADES", "GRADE_ORDER", "has_bethesda_grades", "grade_probs", "grade_metrics"]
+
+#: The Bethesda squamous categories by grade (Nayar & Wilbur 2015, ch. 5): class name -> grade.
+BETHESDA_GRADES: dict[str, str] = {"NILM": "NILM", "ASC-US": "low-grade", "LSIL": "low-grade",
+                                   "ASC-H": "high-grade", "HSIL": "high-grade", "SCC": "high-grade"}
+#: The grades in order of severity.
+GRADE_ORDER: tuple[str, ...] = ("NILM", "low-grade", "high-grade")
 
 
 def abnormal_score(probs: np.ndarray, labels: Sequence[str], negative: str = "NILM") -> np.ndarray:
@@ -123,3 +136,93 @@ def screening_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
                    sensitivity=float(pred[y].mean()) if y.any() else float("nan"),
                    specificity=float((~pred[~y]).mean()) if (~y).any() else float("nan"))
     return out
+
+
+def has_bethesda_grades(labels: Sequence[str]) -> bool:
+    """True when ``labels`` are exactly the six Bethesda classes of :data:`BETHESDA_GRADES` (in any order)."""
+    return len(labels) == len(BETHESDA_GRADES) and set(labels) == set(BETHESDA_GRADES)
+
+
+def grade_probs(probs: np.ndarray, labels: Sequence[str],
+                grades: dict[str, str] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Per-grade probabilities: the sum of each grade's class probabilities.
+
+    Parameters
+    ----------
+    probs : (N, K) float ndarray
+        Calibrated class probabilities (rows sum to 1).
+    labels : sequence of str
+        The K class names, in column order.
+    grades : dict, optional
+        Class name -> grade; default :data:`BETHESDA_GRADES`.
+
+    Returns
+    -------
+    probs : (N, G) float64 ndarray
+        Rows sum to the rows of ``probs``.
+    names : tuple of str
+        The G grades in column order (:data:`GRADE_ORDER` first, then any other grade in order of appearance).
+
+    Raises
+    ------
+    ValueError
+        A label has no grade, or ``probs`` has not one column per label.
+    """
+    grades = BETHESDA_GRADES if grades is None else grades
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != len(labels):
+        raise ValueError(f"probs must be (N, {len(labels)}), got {p.shape}")
+    missing = [label for label in labels if label not in grades]
+    if missing:
+        raise ValueError(f"no grade for the classes {missing}")
+    present = [grades[label] for label in labels]
+    names = tuple([g for g in GRADE_ORDER if g in present] + [g for g in dict.fromkeys(present) if g not in GRADE_ORDER])
+    out = np.zeros((p.shape[0], len(names)))
+    for k, label in enumerate(labels):
+        out[:, names.index(grades[label])] += p[:, k]
+    return out, names
+
+
+def grade_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],
+                  grades: dict[str, str] | None = None) -> dict[str, Any]:
+    """Grade-level confusion, sensitivity and PPV of a multi-class model, and where each class's images go.
+
+    Parameters
+    ----------
+    y_true : (N,) int ndarray of label indices
+    probs : (N, K) float ndarray of calibrated probabilities
+    labels : sequence of str
+    grades : dict, optional
+        Class name -> grade; default :data:`BETHESDA_GRADES`.
+
+    Returns
+    -------
+    dict
+        ``grades`` (names, G), ``confusion`` ((G, G) list of int: rows true grade, columns called grade),
+        ``n`` (images per true grade), ``sensitivity`` and ``ppv`` per grade (NaN where undefined), ``accuracy``,
+        ``macro_f1`` (over the grades, scikit-learn), and ``routing``: per class ``label``, ``grade``, ``n`` and
+        ``called`` (counts per called grade, in ``grades`` order).
+
+    Raises
+    ------
+    ValueError
+        As :func:`grade_probs`.
+    """
+    gp, names = grade_probs(probs, labels, grades)
+    grades = BETHESDA_GRADES if grades is None else grades
+    y = np.asarray(y_true, dtype=np.int64)
+    true_g = np.array([names.index(grades[label]) for label in labels])[y]
+    called = gp.argmax(axis=1)
+    g = len(names)
+    cm = skm.confusion_matrix(true_g, called, labels=list(range(g)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens = np.diag(cm) / cm.sum(axis=1)
+        ppv = np.diag(cm) / cm.sum(axis=0)
+    routing = [{"label": label, "grade": grades[label], "n": int((y == k).sum()),
+                "called": np.bincount(called[y == k], minlength=g).astype(int).tolist()}
+               for k, label in enumerate(labels)]
+    return {"grades": names, "confusion": cm.astype(int).tolist(), "n": cm.sum(axis=1).astype(int).tolist(),
+            "sensitivity": [float(v) for v in sens], "ppv": [float(v) for v in ppv],
+            "accuracy": float((called == true_g).mean()) if len(y) else float("nan"),
+            "macro_f1": float(skm.f1_score(true_g, called, labels=list(range(g)), average="macro", zero_division=0)),
+            "routing": routing}

@@ -117,6 +117,23 @@ if screening is not None:
         st.caption("95 % CIs: percentile bootstrap (1,000 resamples of the images). PPV and NPV at this test set's "
                    "prevalence of abnormal images.")
 
+grades = ui.dashboard.grade_view(option, report)
+if grades is not None:
+    st.subheader("Bethesda grades: NILM, low-grade, high-grade")
+    st.caption("The second question, in the terms that decide follow-up: low-grade squamous abnormalities (ASC-US, "
+               "LSIL) against high-grade ones (ASC-H, atypical squamous cells that cannot exclude HSIL; HSIL; SCC), "
+               "which are referred for colposcopy. A grade's probability is the sum of its classes' calibrated "
+               "probabilities and the most probable grade is called, so a cell torn between ASC-H and HSIL is still "
+               "called high-grade.")
+    st.markdown(ui.dashboard.grade_line(grades))
+    grade_col, routing_col = st.columns(2, gap="large")
+    with grade_col:
+        st.markdown("**Grades** (rows: true grade; columns: the call)")
+        st.table(ui.dashboard.grade_confusion_rows(grades), hide_index=True)
+    with routing_col:
+        st.markdown("**Where each class goes**")
+        st.table(ui.dashboard.grade_routing_rows(grades), hide_index=True)
+
 st.subheader("Calibration")
 before, ece_before, ece_after, temperature = ui.dashboard.calibration(option, report)
 st.plotly_chart(ui.viz.calibration_figure(report.y_true, before, report.probs, ece_before, ece_after, temperature),

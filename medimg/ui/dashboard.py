@@ -21,7 +21,8 @@ __all__ = ["ReportError", "load_report", "load_history", "metrics_rows", "confus
            "CELL_KEY", "GALLERY_MAX", "metric_cis", "metrics_table", "default_threshold", "predictions_at",
            "operating_rows", "one_vs_rest_rows", "calibration", "best_epoch", "selected_cell", "select_cell",
            "cell_cases", "confident_errors", "gallery", "case_captions", "screening_view", "screening_rows",
-           "screening_confusion_rows", "screening_class_line"]
+           "screening_confusion_rows", "screening_class_line", "grade_view", "grade_confusion_rows", "grade_routing_rows",
+           "grade_line"]
 
 #: Metrics of the table, in order: report key -> displayed name.
 METRIC_NAMES: dict[str, str] = {
@@ -543,3 +544,71 @@ def screening_class_line(view: dict[str, Any]) -> str:
     parts = [f"{c['label']} {c['called']}/{c['n']} ({_fmt(c['called'] / c['n']) if c['n'] else 'n/a'})"
              for c in view["per_class"]]
     return "**Sensitivity per abnormal class** at this threshold: " + " · ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The Bethesda grade view: NILM / low-grade (ASC-US, LSIL) / high-grade (ASC-H, HSIL, SCC)
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing the grade view ...")
+def _grades(path: str, stamp: int) -> dict[str, Any]:  # noqa: ARG001 - stamp keys the cache to the file
+    from medimg.screening import grade_metrics
+
+    r = EvalReport.load(path)
+    return grade_metrics(r.y_true, r.probs, list(r.labels))
+
+
+def grade_view(option: ModelOption, report: EvalReport) -> dict[str, Any] | None:
+    """The three Bethesda grades of a six-class cervical cytology model on its test report (cached per file).
+
+    Returns
+    -------
+    dict or None
+        None unless the report's labels are the six Bethesda classes
+        (:func:`medimg.screening.has_bethesda_grades`); otherwise :func:`medimg.screening.grade_metrics` of the
+        report (grade = the most probable sum of its classes' calibrated probabilities).
+    """
+    from medimg.screening import has_bethesda_grades
+
+    if not has_bethesda_grades(list(report.labels)):
+        return None
+    return _grades(str(option.eval_path), _stamp(option.eval_path))
+
+
+def grade_confusion_rows(view: dict[str, Any]) -> dict[str, list[Any]]:
+    """The G x G grade table (rows = true grade, columns = called grade) with each row's sensitivity and each
+    column's PPV."""
+    names = list(view["grades"])
+    out: dict[str, list[Any]] = {"True grade": [*names, "PPV"]}
+    for j, name in enumerate(names):
+        out[f"Called {name}"] = [row[j] for row in view["confusion"]] + [_fmt(view["ppv"][j])]
+    out["Sensitivity"] = [_fmt(v) for v in view["sensitivity"]] + [""]
+    return out
+
+
+def grade_routing_rows(view: dict[str, Any]) -> dict[str, list[Any]]:
+    """Per class: its grade, its test images and how many are called each grade."""
+    names = list(view["grades"])
+    out: dict[str, list[Any]] = {"Class": [], "Grade": [], "Images": []}
+    out.update({f"Called {name}": [] for name in names})
+    for row in view["routing"]:
+        out["Class"].append(row["label"])
+        out["Grade"].append(row["grade"])
+        out["Images"].append(row["n"])
+        for j, name in enumerate(names):
+            out[f"Called {name}"].append(row["called"][j])
+    return out
+
+
+def grade_line(view: dict[str, Any]) -> str:
+    """One line: grade accuracy and macro-F1, and the high-grade sensitivity with ASC-H's share called high-grade."""
+    names = list(view["grades"])
+    text = f"**Grade accuracy** {_fmt(view['accuracy'])}, macro-F1 {_fmt(view['macro_f1'])}"
+    if "high-grade" in names:
+        h = names.index("high-grade")
+        text += f"; high-grade sensitivity {_fmt(view['sensitivity'][h])}"
+        asch = next((r for r in view["routing"] if r["label"] == "ASC-H"), None)
+        if asch is not None and asch["n"]:
+            text += (f" (ASC-H cells called high-grade: {asch['called'][h]}/{asch['n']}, "
+                     f"{_fmt(asch['called'][h] / asch['n'])})")
+    return text + "."

@@ -1,7 +1,7 @@
 """The reviewer's report: one self-contained HTML file of the current model's test-set review, built in memory.
 
 Contents: the model and its intended use, the metrics with 95 % bootstrap intervals, the operating point shown
-on the dashboard, the screening view of a multi-class model that has one (negative vs abnormal), the figures (confusion matrix, ROC / PR, calibration before and after temperature scaling,
+on the dashboard, the screening view of a multi-class model that has one (negative vs abnormal) and a Bethesda model's grades, the figures (confusion matrix, ROC / PR, calibration before and after temperature scaling,
 training log) as interactive plotly figures, and the saliency checks run in this session (numbers only: no
 image of a user's upload goes into the file). plotly.js is embedded once, so the file opens offline. Nothing is
 written on the server: the bytes go straight to ``st.download_button``.
@@ -96,6 +96,13 @@ def build_html(option: ModelOption, report: EvalReport, threshold: float | None 
         figs.append((f"Screening ROC: abnormal vs {neg}",
                      viz.screening_roc_figure(screening["y_abnormal"], screening["score"], t_val,
                                               screening["target_specificity"], neg)))
+    grades = dash.grade_view(option, report)
+    if grades is not None:  # a six-class Bethesda model: NILM / low-grade / high-grade
+        parts.append("<h2>Bethesda grades: NILM, low-grade, high-grade</h2>"
+                     "<p>Low-grade: ASC-US, LSIL; high-grade: ASC-H, HSIL, SCC. A grade's probability is the sum of "
+                     "its classes' calibrated probabilities; the most probable grade is called.</p>"
+                     f"<p>{html.escape(dash.grade_line(grades).replace('**', ''))}</p>"
+                     + _table(dash.grade_confusion_rows(grades)) + _table(dash.grade_routing_rows(grades)))
     figs.insert(0, ("Confusion matrix", viz.confusion_matrix_figure(dash.confusion_matrix_at(report, y_pred),
                                                                     report.labels, clickable=False)))
     before, e0, e1, t = dash.calibration(option, report)

@@ -1,7 +1,7 @@
 """AppTests of the dashboard's screening view (NILM vs abnormal) of the cervical cytology model: the ROC of the
 abnormal score with both operating points, the table, the 2 x 2 table and the per-class sensitivities, each equal to
 what :mod:`medimg.screening` computes from the model's stored test report at the threshold its spec fixed on the
-validation split; a binary model has no screening view."""
+validation split; the Bethesda grade view (NILM / low-grade / high-grade); a binary model has neither."""
 
 from __future__ import annotations
 
@@ -116,6 +116,8 @@ def test_binary_chest_model_has_no_screening_view(make_app) -> None:
     assert not any(s.value.startswith("Screening") for s in at.subheader)  # ... without a screening section
     assert "screening-roc" not in plotly_specs(at)
     assert _frame(at, "Metric", "AUROC (abnormal vs NILM)") is None and _frame(at, "True class", "Abnormal") is None
+    assert not any(s.value.startswith("Bethesda grades") for s in at.subheader)  # nor a grade view
+    assert _frame(at, "True grade", "NILM") is None
 
 
 def test_screening_roc_figure_marks_both_operating_points() -> None:
@@ -147,5 +149,35 @@ def test_review_report_carries_the_screening_view() -> None:
     assert "Screening: NILM vs abnormal" in doc and f"threshold {sc['validation_threshold']:.3f}" in doc
     assert f"{want['sensitivity']:.3f}" in doc and f"{want['specificity']:.3f}" in doc
     assert "Screening ROC: abnormal vs NILM" in doc
+    assert "Bethesda grades: NILM, low-grade, high-grade" in doc and "ASC-H cells called high-grade" in doc
     chest = next(o for o in available_models(REPO / "weights") if o.path.name == CHEST)
-    assert "Screening" not in build_html(chest, EvalReport.load(chest.eval_path), 0.5).decode("utf-8")
+    chest_doc = build_html(chest, EvalReport.load(chest.eval_path), 0.5).decode("utf-8")
+    assert "Screening" not in chest_doc and "Bethesda grades" not in chest_doc
+
+
+def test_cervical_model_shows_its_bethesda_grades(make_app) -> None:
+    """The grade tables equal :func:`medimg.screening.grade_metrics` of the stored test report."""
+    from medimg.screening import grade_metrics
+
+    path = _needs(CERVIX)
+    report = EvalReport.load(path.with_name(f"{path.stem}.eval.json"))
+    want = grade_metrics(report.y_true, report.probs, report.labels)
+    at = _dashboard(make_app, CERVIX)
+    assert "Bethesda grades: NILM, low-grade, high-grade" in [s.value for s in at.subheader]
+    grades = _frame(at, "True grade", "NILM")
+    assert list(grades["True grade"]) == ["NILM", "low-grade", "high-grade", "PPV"]
+    for j, name in enumerate(want["grades"]):
+        assert [int(v) for v in grades[f"Called {name}"].iloc[:3]] == [row[j] for row in want["confusion"]]
+        assert grades[f"Called {name}"].iloc[3] == f"{want['ppv'][j]:.3f}"
+        assert grades["Sensitivity"].iloc[j] == f"{want['sensitivity'][j]:.3f}"
+    assert sum(want["n"]) == len(report.y_true)
+    routing = _frame(at, "Class", "NILM")
+    assert list(routing["Class"]) == list(report.labels)
+    asch = list(routing["Class"]).index("ASC-H")
+    h = want["grades"].index("high-grade")
+    assert int(routing["Called high-grade"].iloc[asch]) == want["routing"][asch]["called"][h]
+    line = next(m.value for m in at.markdown if m.value.startswith("**Grade accuracy**"))
+    assert f"high-grade sensitivity {want['sensitivity'][h]:.3f}" in line
+    n_asch = int((report.y_true == asch).sum())
+    assert f"ASC-H cells called high-grade: {want['routing'][asch]['called'][h]}/{n_asch}" in line
+
