@@ -37,6 +37,7 @@ import numpy as np
 
 from medimg import list_weights, load_spec
 from medimg.evaluate import EvalReport, compute_metrics
+from medimg.screening import grade_metrics, has_bethesda_grades
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -393,6 +394,15 @@ def main() -> None:
         if e:
             notes.append(f"- {spec.name} ensemble of {e['runs']} seeds (mean calibrated probability): accuracy "
                          f"{e['accuracy']:.3f}, AUROC {e['auroc']:.3f}, macro-F1 {e['macro_f1']:.3f}, ECE {e['ece']:.3f}")
+        if eval_path.exists() and has_bethesda_grades(list(spec.labels)):
+            r = EvalReport.load(eval_path)
+            g = grade_metrics(r.y_true, r.probs, list(r.labels))
+            h = g["grades"].index("high-grade")
+            asch = next(x for x in g["routing"] if x["label"] == "ASC-H")
+            notes.append(f"- {spec.name} Bethesda grades (NILM / low-grade / high-grade; medimg.screening): accuracy "
+                         f"{g['accuracy']:.3f}, macro-F1 {g['macro_f1']:.3f}, sensitivity "
+                         + " / ".join(f"{v:.3f}" for v in g["sensitivity"])
+                         + f"; ASC-H called high-grade {asch['called'][h]}/{asch['n']}")
         for model_name, b in baselines.get("results", {}).get(task, {}).items():
             bm = b.get("metrics", {}) if isinstance(b, dict) else {}
             if "accuracy" in bm:
