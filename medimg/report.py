@@ -107,6 +107,19 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(float(x)) else None
 
 
+def _grade_fields(prediction: Any) -> dict[str, Any]:
+    """``bethesda_grade`` and ``grade_probabilities`` of a six-class Bethesda prediction (each grade's probability
+    is the sum of its classes', :func:`medimg.screening.grade_probs`); empty for any other model."""
+    from medimg.screening import grade_probs, has_bethesda_grades
+
+    labels = list(prediction.probabilities)
+    if not has_bethesda_grades(labels):
+        return {}
+    g, names = grade_probs(np.array([[prediction.probabilities[k] for k in labels]]), labels)
+    return {"bethesda_grade": names[int(g[0].argmax())],
+            "grade_probabilities": {n: float(v) for n, v in zip(names, g[0], strict=True)}}
+
+
 def build_report(*, image: Any, window: Any, inverted: bool, prediction: Any, spec: Any,
                  spec_path: str | Path | None, checks: Sequence[Any], display_rgb: np.ndarray | None,
                  heat_rgb: np.ndarray | None = None, heat_method: str = "", heat_target: str = "",
@@ -177,7 +190,8 @@ def build_report(*, image: Any, window: Any, inverted: bool, prediction: Any, sp
                  "inverted": bool(inverted)},
         prediction={"label": prediction.label,
                     "probabilities": {k: float(v) for k, v in prediction.probabilities.items()},
-                    "calibration": "temperature scaling (Guo et al. 2017)", "device": prediction.device},
+                    "calibration": "temperature scaling (Guo et al. 2017)", "device": prediction.device,
+                    **_grade_fields(prediction)},
         applicability={"passed_all": all(c["passed"] for c in checks_out), "checks": checks_out},
         stability=stability,
         heat_map=None if not heat_method else {
@@ -282,6 +296,10 @@ def to_pdf(report: Report) -> bytes:
     heading(f"Model output: {p['label']} ({p['probabilities'][p['label']]:.1%})")
     probs = "; ".join(f"{k} {v:.1%}" for k, v in p["probabilities"].items())
     line(f"Calibrated probabilities ({p['calibration']}): {probs}. Ran on {p['device'].upper()}.")
+    if "bethesda_grade" in p:
+        grades = "; ".join(f"{k} {v:.1%}" for k, v in p["grade_probabilities"].items())
+        line(f"Bethesda grade: {p['bethesda_grade']} ({grades}; low-grade = ASC-US + LSIL, high-grade = ASC-H + HSIL "
+             "+ SCC).")
     s = report.stability
     if s is not None:
         line(f"Stability: {round(s['agreement'] * len(s['views']))} of {len(s['views'])} test-time augmentation "

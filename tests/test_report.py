@@ -149,3 +149,26 @@ def test_report_writes_no_file(analysed: tuple, tmp_path: Path, monkeypatch: pyt
     report.to_json(rep)
     monkeypatch.setattr(builtins, "open", real_open)
     assert not writes and not any(tmp_path.iterdir())
+
+
+def test_bethesda_prediction_carries_its_grade(analysed: tuple) -> None:
+    """A six-class cervical cytology prediction names its Bethesda grade (the most probable sum of its classes)
+    in the JSON and the PDF; the two-class report has no grade."""
+    import dataclasses
+
+    pred, img, prediction = analysed
+    labels = ("NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC")
+    probs = np.array([0.40, 0.05, 0.05, 0.25, 0.20, 0.05])  # NILM is the top class, high-grade the top grade
+    bethesda = dataclasses.replace(prediction, labels=labels, probs=probs, label_index=0, label="NILM",
+                                   logits=np.log(probs).astype(np.float32))
+    rep = report.build_report(image=img, window=img.default_window, inverted=False, prediction=bethesda,
+                              spec=pred.spec.replace(labels=labels, positive_label=None), spec_path=None,
+                              checks=prediction.gate.checks, display_rgb=None)
+    d = json.loads(report.to_json(rep))
+    assert d["prediction"]["bethesda_grade"] == "high-grade"
+    assert d["prediction"]["grade_probabilities"] == pytest.approx({"NILM": 0.40, "low-grade": 0.10,
+                                                                    "high-grade": 0.50})
+    pdf = _pdf_text(report.to_pdf(rep)).replace("\\(", "(")  # PDF strings escape parentheses
+    assert "Bethesda grade: high-grade (NILM 40.0%; low-grade 10.0%; high-grade 50.0%" in pdf
+    plain = json.loads(report.to_json(_report(analysed)))
+    assert "bethesda_grade" not in plain["prediction"] and "grade_probabilities" not in plain["prediction"]

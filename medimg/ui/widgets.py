@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CUSTOM_WINDOW", "frame_picker", "window_picker", "show_image", "show_metadata", "show_gate",
            "show_prediction", "show_cam_note", "show_steps", "outline_box", "step_pixels", "show_timings", "format_seconds",
-           "show_uncertainty", "uncertainty_text", "header_checks_for", "show_model_suggestion", "confirm_warnings",
+           "show_uncertainty", "uncertainty_text", "grade_text", "header_checks_for", "show_model_suggestion", "confirm_warnings",
            "READ_FIRST_KEY", "read_first", "show_agreement", "show_reads_table", "report_downloads"]
 
 #: ``st.session_state`` key of the read-first mode toggle (a preference of the user, not about an image).
@@ -169,6 +169,9 @@ def show_prediction(prediction: Prediction, spec: ModelSpec | None) -> Any:
     """
     p = float(prediction.probs[prediction.label_index])
     st.markdown(f"**Model output: {prediction.label}** ({p:.1%})")
+    grade = grade_text(prediction)
+    if grade:
+        st.markdown(grade)
     threshold = spec.threshold if spec is not None else None
     positive = (spec.labels[spec.positive_label]
                 if spec is not None and threshold is not None and spec.positive_label is not None else None)
@@ -180,6 +183,21 @@ def show_prediction(prediction: Prediction, spec: ModelSpec | None) -> Any:
     if prediction.uncertainty is not None:
         show_uncertainty(prediction, slot)
     return slot
+
+
+def grade_text(prediction: Prediction) -> str | None:
+    """For a six-class Bethesda model, the called grade (NILM / low-grade / high-grade) and each grade's
+    probability (the sum of its classes' calibrated probabilities, :func:`medimg.screening.grade_probs`); None for
+    any other model."""
+    from medimg.screening import grade_probs, has_bethesda_grades
+
+    labels = list(prediction.labels)
+    if not has_bethesda_grades(labels):
+        return None
+    g, names = grade_probs(np.asarray(prediction.probs, dtype=np.float64)[None], labels)
+    top = int(g[0].argmax())
+    parts = " · ".join(f"{n} {v:.1%}" for n, v in zip(names, g[0], strict=True))
+    return f"**Bethesda grade: {names[top]}** ({parts}; low-grade = ASC-US + LSIL, high-grade = ASC-H + HSIL + SCC)"
 
 
 def uncertainty_text(prediction: Prediction) -> tuple[str, bool] | None:

@@ -199,6 +199,17 @@ def test_each_shipped_model_analyses_its_own_test_image(make_app, shared_data: P
     bars = plotly_specs(at)["probabilities"]["data"][0]
     assert list(plotly_array(bars["y"])) == list(spec.labels)
     assert abs(plotly_array(bars["x"]).sum() - 1) < 1e-6
+    # a Bethesda model also names the grade (the most probable sum of its classes); no other model does
+    grade = [m.value for m in at.markdown if m.value.startswith("**Bethesda grade:")]
+    if set(spec.labels) == {"NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC"}:
+        p = dict(zip(plotly_array(bars["y"]), plotly_array(bars["x"]), strict=True))
+        sums = {"NILM": p["NILM"], "low-grade": p["ASC-US"] + p["LSIL"],
+                "high-grade": p["ASC-H"] + p["HSIL"] + p["SCC"]}
+        top = max(sums, key=sums.get)
+        assert len(grade) == 1 and grade[0].startswith(f"**Bethesda grade: {top}** (")
+        assert f"high-grade {sums['high-grade']:.1%}" in grade[0]
+    else:
+        assert grade == []
     # the stability sentence is shown
     texts = [c.value for c in at.caption] + [w.value for w in at.warning]
     assert any("Stability:" in t for t in texts), texts
