@@ -108,16 +108,12 @@ def _finite(x: float) -> float | None:
 
 
 def _grade_fields(prediction: Any) -> dict[str, Any]:
-    """``bethesda_grade`` and ``grade_probabilities`` of a six-class Bethesda prediction (each grade's probability
-    is the sum of its classes', :func:`medimg.screening.grade_probs`); empty for any other model."""
-    from medimg.screening import grade_probs, has_bethesda_grades
+    """``bethesda_grade`` and ``grade_probabilities`` of a six-class Bethesda prediction
+    (:func:`medimg.screening.grade_of`); empty for any other model."""
+    from medimg.screening import grade_of
 
-    labels = list(prediction.probabilities)
-    if not has_bethesda_grades(labels):
-        return {}
-    g, names = grade_probs(np.array([[prediction.probabilities[k] for k in labels]]), labels)
-    return {"bethesda_grade": names[int(g[0].argmax())],
-            "grade_probabilities": {n: float(v) for n, v in zip(names, g[0], strict=True)}}
+    grade = grade_of(prediction.probs, prediction.labels)
+    return {} if grade is None else {"bethesda_grade": grade[0], "grade_probabilities": grade[1]}
 
 
 def build_report(*, image: Any, window: Any, inverted: bool, prediction: Any, spec: Any,

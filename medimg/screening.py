@@ -29,7 +29,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 __all__ = ["abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity", "screening_metrics",
-           "BETHESDA_GRADES", "GRADE_ORDER", "has_bethesda_grades", "grade_probs", "grade_metrics"]
+           "BETHESDA_GRADES", "GRADE_ORDER", "has_bethesda_grades", "grade_probs", "grade_of", "grade_metrics"]
 
 #: The Bethesda squamous categories by grade (Nayar & Wilbur 2015, ch. 5): class name -> grade.
 BETHESDA_GRADES: dict[str, str] = {"NILM": "NILM", "ASC-US": "low-grade", "LSIL": "low-grade",
@@ -181,6 +181,28 @@ def grade_probs(probs: np.ndarray, labels: Sequence[str],
     for k, label in enumerate(labels):
         out[:, names.index(grades[label])] += p[:, k]
     return out, names
+
+
+def grade_of(probs: np.ndarray, labels: Sequence[str]) -> tuple[str, dict[str, float]] | None:
+    """The Bethesda grade of one prediction: the called grade and every grade's probability.
+
+    Parameters
+    ----------
+    probs : (K,) float ndarray
+        One image's calibrated class probabilities.
+    labels : sequence of str
+        The K class names.
+
+    Returns
+    -------
+    (str, dict of str to float) or None
+        The most probable grade and ``{grade: probability}`` in :data:`GRADE_ORDER`; None unless ``labels`` are
+        the six Bethesda classes (:func:`has_bethesda_grades`).
+    """
+    if not has_bethesda_grades(labels):
+        return None
+    g, names = grade_probs(np.asarray(probs, dtype=np.float64).reshape(1, -1), labels)
+    return names[int(g[0].argmax())], {n: float(v) for n, v in zip(names, g[0], strict=True)}
 
 
 def grade_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medimg.screening import BETHESDA_GRADES, grade_metrics, grade_probs, has_bethesda_grades
+from medimg.screening import BETHESDA_GRADES, grade_metrics, grade_of, grade_probs, has_bethesda_grades
 
 LABELS = ["NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC"]
 
@@ -31,6 +31,8 @@ def test_a_cell_torn_between_asch_and_hsil_is_called_high_grade() -> None:
     # argmax over the six classes says NILM (0.4), but ASC-H + HSIL = 0.6: the high-grade call
     p = np.array([[0.4, 0.0, 0.0, 0.3, 0.3, 0.0]])
     m = grade_metrics(np.array([3]), p, LABELS)
+    assert grade_of(p[0], LABELS) == ("high-grade", pytest.approx({"NILM": 0.4, "low-grade": 0.0, "high-grade": 0.6}))
+    assert grade_of(np.array([0.3, 0.7]), ["normal", "pneumonia"]) is None
     assert m["confusion"] == [[0, 0, 0], [0, 0, 0], [0, 0, 1]]
     assert m["routing"][3] == {"label": "ASC-H", "grade": "high-grade", "n": 1, "called": [0, 0, 1]}
 

@@ -187,17 +187,15 @@ def show_prediction(prediction: Prediction, spec: ModelSpec | None) -> Any:
 
 def grade_text(prediction: Prediction) -> str | None:
     """For a six-class Bethesda model, the called grade (NILM / low-grade / high-grade) and each grade's
-    probability (the sum of its classes' calibrated probabilities, :func:`medimg.screening.grade_probs`); None for
+    probability (the sum of its classes' calibrated probabilities, :func:`medimg.screening.grade_of`); None for
     any other model."""
-    from medimg.screening import grade_probs, has_bethesda_grades
+    from medimg.screening import grade_of
 
-    labels = list(prediction.labels)
-    if not has_bethesda_grades(labels):
+    grade = grade_of(prediction.probs, prediction.labels)
+    if grade is None:
         return None
-    g, names = grade_probs(np.asarray(prediction.probs, dtype=np.float64)[None], labels)
-    top = int(g[0].argmax())
-    parts = " · ".join(f"{n} {v:.1%}" for n, v in zip(names, g[0], strict=True))
-    return f"**Bethesda grade: {names[top]}** ({parts}; low-grade = ASC-US + LSIL, high-grade = ASC-H + HSIL + SCC)"
+    parts = " · ".join(f"{n} {v:.1%}" for n, v in grade[1].items())
+    return f"**Bethesda grade: {grade[0]}** ({parts}; low-grade = ASC-US + LSIL, high-grade = ASC-H + HSIL + SCC)"
 
 
 def uncertainty_text(prediction: Prediction) -> tuple[str, bool] | None:
