@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +68,17 @@ def study(name: str) -> dict[str, object]:
     return out
 
 
-def main() -> None:
-    """Print one JSON line per model."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def print_studies(study_one: Callable[[str], dict[str, object]], doc: str) -> None:
+    """The command line shared by the per-model studies: shipped model names in, one JSON line per model out."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("models", nargs="+")
     for name in p.parse_args().models:
-        print(json.dumps(study(name)), flush=True)
+        print(json.dumps(study_one(name)), flush=True)
+
+
+def main() -> None:
+    """Print one JSON line per model."""
+    print_studies(study, __doc__)
 
 
 if __name__ == "__main__":

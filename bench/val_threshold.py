@@ -13,13 +13,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_curve
+from soup import logits_of  # bench/ is the script's folder
+from tta_mean import print_studies
 
 from medimg.models import load_model
 from medimg.predict import softmax
@@ -62,9 +62,7 @@ def study(name: str) -> dict[str, object]:
     probs, ys = {}, {}
     for split in ("val", "test"):
         s = load_task_split(spec_task(spec), split, pp, None)
-        x = normalise_batch(torch.as_tensor(s.x), pp)
-        with torch.inference_mode():
-            lg = torch.cat([net(x[i:i + 64]).float() for i in range(0, len(x), 64)]).numpy()
+        lg = logits_of(net, normalise_batch(torch.as_tensor(s.x), pp))
         probs[split] = softmax(lg, spec.temperature)[:, spec.positive_label]
         ys[split] = (s.y.numpy() == spec.positive_label).astype(int)
     rules = {"argmax": 0.5, "best_val_accuracy": best_accuracy_threshold(probs["val"], ys["val"]),
@@ -76,10 +74,7 @@ def study(name: str) -> dict[str, object]:
 
 def main() -> None:
     """Print one JSON line per model."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("models", nargs="+")
-    for name in p.parse_args().models:
-        print(json.dumps(study(name)), flush=True)
+    print_studies(study, __doc__)
 
 
 if __name__ == "__main__":
