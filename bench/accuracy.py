@@ -111,14 +111,10 @@ def ensemble(folder: Path, weights_dir: Path | None = None) -> dict[str, dict[st
         reps = [EvalReport.load(p) for p in evals if p.exists()]
         if len(reps) < 2:
             continue
-        y = np.asarray(reps[0].y_true)
-        if any(not np.array_equal(np.asarray(r.y_true), y) for r in reps[1:]):
-            raise ValueError(f"{name}: the seed runs were evaluated on different test sets")
-        probs = np.mean([np.asarray(r.probs, dtype=np.float64) for r in reps], axis=0)
-        m = compute_metrics(y, probs, reps[0].positive_label, reps[0].threshold)
-        m.pop("confusion_matrix", None)
-        m["runs"] = len(reps)
-        out[name] = m
+        try:
+            out[name] = seed_ensemble(reps)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from err
     return out
 
 
@@ -221,6 +217,7 @@ def collect_gpu(folder: Path) -> dict[str, Any]:
     from medimg.training.tasks import preprocess_config
 
     out: dict[str, Any] = {}
+    reports: dict[tuple[str, str, str], list[tuple[str, EvalReport]]] = {}
     for eval_path in sorted((folder / "pack_eval").glob("*.eval.json")):
         stem = eval_path.name[: -len(".eval.json")]
         spec_path = folder / f"{stem}.json"
@@ -243,7 +240,49 @@ def collect_gpu(folder: Path) -> dict[str, Any]:
                  initial_weights=(spec.training.get("initial_weights") or {}).get("name"),
                  cam_grid=spec.training.get("cam_grid"), test_images="data pack (WebP q80)")
         out.setdefault(task, {}).setdefault(init, {}).setdefault(base, {})[seed or "0"] = m
+        reports.setdefault((task, init, base), []).append((seed or "0", rep))
+    for (task, init, base), reps in reports.items():
+        try:
+            ens = seed_ensemble([r for _, r in reps])
+        except ValueError:
+            continue
+        ens["seeds"] = sorted(s for s, _ in reps)
+        out[task].setdefault("seed_ensemble", {}).setdefault(init, {})[base] = ens
     return out
+
+
+def seed_ensemble(reports: list[EvalReport]) -> dict[str, Any]:
+    """Test metrics of the mean calibrated probability of several seeds' reports (a deep ensemble).
+
+    Lakshminarayanan et al., "Simple and scalable predictive uncertainty estimation using deep ensembles",
+    NeurIPS 2017: the average of independently trained networks' probabilities. Measured here on the test split
+    only, as a pointer for a later recipe (it is several networks, not the one the app serves).
+
+    Parameters
+    ----------
+    reports : list of EvalReport
+        At least two reports of one task on the same test images in the same order (``y_true`` equal).
+
+    Returns
+    -------
+    dict
+        :func:`medimg.evaluate.compute_metrics` of the mean probabilities (no confusion matrix) and ``runs``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two reports, or reports on different test images.
+    """
+    if len(reports) < 2:
+        raise ValueError("A seed ensemble needs at least two runs.")
+    y = np.asarray(reports[0].y_true)
+    if any(not np.array_equal(np.asarray(r.y_true), y) or list(r.ids) != list(reports[0].ids) for r in reports[1:]):
+        raise ValueError("The runs were evaluated on different test images.")
+    probs = np.mean([np.asarray(r.probs, dtype=np.float64) for r in reports], axis=0)
+    m = compute_metrics(y, probs, reports[0].positive_label, reports[0].threshold)
+    m.pop("confusion_matrix", None)
+    m["runs"] = len(reports)
+    return m
 
 
 def _agg(runs: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
@@ -307,6 +346,15 @@ def print_transfer(summary: dict[str, Any], transfer: dict[str, Any], gpu: dict[
                          f"{len(cv['pooled'])} seed(s): accuracy "
                          f"{_fmt(*[float('nan') if x is None else x for x in pooled['accuracy']])}, AUROC "
                          f"{_fmt(*[float('nan') if x is None else x for x in pooled['auroc']])}")
+        for init, bases in gpu.get(task, {}).get("seed_ensemble", {}).items():
+            for base, e in bases.items():
+                gap = ("" if math.isnan(goal_acc) else " (goal met)" if e["accuracy"] >= goal_acc
+                       and e["auroc"] >= goal_auc else
+                       f" (gap {min(0, e['accuracy'] - goal_acc):+.3f} / {min(0, e['auroc'] - goal_auc):+.3f})")
+                lines.append(f"- {task} {init} seed ensemble ({base}, mean probability of seeds "
+                             f"{','.join(e['seeds'])}; GPU study, pack test images; several networks, not served): "
+                             f"accuracy {e['accuracy']:.3f}, AUROC {e['auroc']:.3f}, macro-F1 {e['macro_f1']:.3f}, "
+                             f"ECE {e['ece']:.3f}{gap}")
         for base, sc in t.get("screening", {}).items():
             te, mc = sc["test"], sc["multiclass"]
             per = ", ".join(f"{k} {v:.2f}" for k, v in mc["per_class_sensitivity"].items() if v is not None)

@@ -58,3 +58,33 @@ def test_validation_threshold_maximises_accuracy_and_prefers_the_one_nearest_hal
     assert vt.at(p, y, vt.youden_threshold(p, y))["errors"] == 0
     # already perfect at 0.5: 0.5 is kept (ties go to the threshold nearest 0.5)
     assert vt.best_accuracy_threshold(np.array([0.1, 0.4, 0.6, 0.9]), np.array([0, 0, 1, 1])) == 0.5
+
+
+def test_seed_ensemble_averages_probabilities_and_can_beat_every_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medimg.evaluate import EvalReport
+
+    acc = _load("accuracy", monkeypatch)
+    y = np.array([0, 0, 1, 1])
+    ids = ["a", "b", "c", "d"]
+    # each seed gets exactly one image wrong, a different one, and only weakly: the mean gets all four right
+    p1 = np.array([[0.45, 0.55], [0.9, 0.1], [0.2, 0.8], [0.1, 0.9]])
+    p2 = np.array([[0.9, 0.1], [0.45, 0.55], [0.2, 0.8], [0.1, 0.9]])
+    p3 = np.array([[0.9, 0.1], [0.8, 0.2], [0.55, 0.45], [0.1, 0.9]])
+    reps = [EvalReport.build("m", "test", ["no", "yes"], y, p, ids, 1, None, n_boot=10) for p in (p1, p2, p3)]
+    assert all(r.metrics["accuracy"] == 0.75 for r in reps)
+    out = acc.seed_ensemble(reps)
+    assert out["runs"] == 3 and out["accuracy"] == 1.0 and "confusion_matrix" not in out
+    np.testing.assert_allclose(out["auroc"], 1.0)
+
+
+def test_seed_ensemble_refuses_one_run_or_other_test_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medimg.evaluate import EvalReport
+
+    acc = _load("accuracy", monkeypatch)
+    p = np.array([[0.9, 0.1], [0.2, 0.8]])
+    a = EvalReport.build("m", "test", ["no", "yes"], np.array([0, 1]), p, ["a", "b"], 1, None, n_boot=10)
+    b = EvalReport.build("m", "test", ["no", "yes"], np.array([0, 1]), p, ["a", "c"], 1, None, n_boot=10)
+    with pytest.raises(ValueError, match="at least two"):
+        acc.seed_ensemble([a])
+    with pytest.raises(ValueError, match="different test images"):
+        acc.seed_ensemble([a, b])
