@@ -13,6 +13,9 @@ Usage::
     uv run python bench/soup.py runs/gpu/pneumoniamnist_mobilenet_v2_224.json \
         runs/gpu/pneumoniamnist_mobilenet_v2_224_seed2.json [more specs of the same task and architecture]
 
+Add ``--save DIR`` to write the soup itself (float16 safetensors and a spec that names its members and their
+sha256), ready for ``medimg finalise`` (temperature, test report on the real images) and ``medimg fit-gate``.
+
 Prints one JSON line; cost on 2 CPU threads about 1 minute per model and 1,000 images at 224 px.
 """
 
@@ -27,6 +30,7 @@ import torch
 from tta_mean import fit_t, scores  # bench/ is the script's folder
 
 from medimg.models import load_model
+from medimg.models.weights import save_weights
 from medimg.predict import softmax
 from medimg.preprocess import normalise_batch
 from medimg.spec import spec_task
@@ -68,6 +72,9 @@ def main() -> None:
     """Print the seeds, their soup and their probability ensemble on validation and test (one JSON line)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("specs", nargs="+", type=Path)
+    p.add_argument("--save", type=Path, default=None,
+                   help="also write the soup (float16 safetensors + spec named after the first spec) into this folder; "
+                        "then medimg finalise and medimg fit-gate on it")
     a = p.parse_args()
     loaded = [load_model(s, device="cpu") for s in a.specs]
     spec = loaded[0][1]
@@ -91,6 +98,14 @@ def main() -> None:
     temps = {n: fit_t(logits[n]["val"][None], y["val"]) for n in seeds}
     out["probability_mean"] = {split: scores(np.mean([softmax(logits[n][split], temps[n]) for n in seeds], 0),
                                              y[split]) for split in ("val", "test")}
+    if a.save is not None:
+        training = dict(spec.training) | {
+            "command": "uv run python bench/soup.py " + " ".join(str(x) for x in a.specs) + f" --save {a.save}",
+            "soup": {"members": [sp.name for _, sp in loaded], "member_sha256": [sp.sha256 for _, sp in loaded],
+                     "member_seeds": [sp.training.get("seed") for _, sp in loaded],
+                     "source": "uniform weight soup, Wortsman et al., ICML 2022"}}
+        written = save_weights(soup, spec.replace(training=training), a.save, half=True)
+        out["saved"] = str(a.save / f"{written.name}.json")
     print(json.dumps(out), flush=True)
 
 
