@@ -155,6 +155,11 @@ def _fmt(mean: float, sd: float) -> str:
     return f"{mean:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}")
 
 
+def _shortfall(acc: float, auc: float, goal_acc: float, goal_auc: float) -> str:
+    """``"-0.024 / -0.008"``: how far accuracy and AUROC are below their goals (0 where a goal is reached)."""
+    return f"{min(0, acc - goal_acc):+.3f} / {min(0, auc - goal_auc):+.3f}"
+
+
 def _load(name: str) -> dict[str, Any]:
     p = RESULTS / name
     return json.loads(p.read_text()) if p.exists() else {}
@@ -261,12 +266,14 @@ def seed_ensemble(reports: list[EvalReport]) -> dict[str, Any]:
     Parameters
     ----------
     reports : list of EvalReport
-        At least two reports of one task on the same test images in the same order (``y_true`` equal).
+        At least two reports of one task on the same N test images in the same order (equal ``ids`` and
+        ``y_true``), each with (N, K) float calibrated probabilities in [0, 1].
 
     Returns
     -------
     dict
-        :func:`medimg.evaluate.compute_metrics` of the mean probabilities (no confusion matrix) and ``runs``.
+        :func:`medimg.evaluate.compute_metrics` of the (N, K) mean probabilities under the first report's
+        positive label and threshold (no confusion matrix), plus ``runs`` (int).
 
     Raises
     ------
@@ -334,7 +341,7 @@ def print_transfer(summary: dict[str, Any], transfer: dict[str, Any], gpu: dict[
             elif acc[0] >= goal_acc and auc[0] >= goal_auc:
                 gap = "met"
             else:
-                gap = f"{min(0, acc[0] - goal_acc):+.3f} / {min(0, auc[0] - goal_auc):+.3f}"
+                gap = _shortfall(acc[0], auc[0], goal_acc, goal_auc)
             goal = "-" if math.isnan(goal_acc) else f"{goal_acc} / {goal_auc}"
             print(f"| {task} | {init} | {name} | {px} | {','.join(seeds) or '-'} | {_fmt(*acc)} | {_fmt(*auc)} | "
                   f"{_fmt(*f1)} | {goal} | {gap} |")
@@ -350,7 +357,7 @@ def print_transfer(summary: dict[str, Any], transfer: dict[str, Any], gpu: dict[
             for base, e in bases.items():
                 gap = ("" if math.isnan(goal_acc) else " (goal met)" if e["accuracy"] >= goal_acc
                        and e["auroc"] >= goal_auc else
-                       f" (gap {min(0, e['accuracy'] - goal_acc):+.3f} / {min(0, e['auroc'] - goal_auc):+.3f})")
+                       f" (gap {_shortfall(e['accuracy'], e['auroc'], goal_acc, goal_auc)})")
                 lines.append(f"- {task} {init} seed ensemble ({base}, mean probability of seeds "
                              f"{','.join(e['seeds'])}; GPU study, pack test images; several networks, not served): "
                              f"accuracy {e['accuracy']:.3f}, AUROC {e['auroc']:.3f}, macro-F1 {e['macro_f1']:.3f}, "
@@ -418,7 +425,7 @@ def main() -> None:
         acc, auc = agg["accuracy"][0], agg["auroc"][0]
         met = acc >= goal_acc and auc >= goal_auc
         no_goal = math.isnan(goal_acc)
-        gap = "" if met or no_goal else f" (gap {min(0, acc - goal_acc):+.3f} / {min(0, auc - goal_auc):+.3f})"
+        gap = "" if met or no_goal else f" (gap {_shortfall(acc, auc, goal_acc, goal_auc)})"
         binary = spec.num_classes == 2
         sens = agg["sensitivity" if binary else "macro_sensitivity"]
         spc = agg["specificity" if binary else "macro_specificity"]

@@ -78,27 +78,28 @@ run_pretrained() {  # "seeds" out init(imagenet|scratch) extra-args...
   done
 }
 
-ship_pack_run() {  # run-name shipped-name: a data-pack run of runs/gpu finished on the real images into weights/
-  for e in json safetensors eval.json log.json; do cp "runs/gpu/$1.$e" "weights/$2.$e"; done
+ship_run() {  # folder run-name shipped-name: a run copied into weights/ under the shipped name, finished on the
+  # real images (temperature and test report) and its gate fitted
+  for e in json safetensors eval.json log.json; do cp "$1/$2.$e" "weights/$3.$e"; done
   uv run python -c "import json, sys; p = sys.argv[1]; d = json.load(open(p)); d['name'] = sys.argv[2]; \
-json.dump(d, open(p, 'w'), indent=1)" "weights/$2.json" "$2"
-  uv run medimg finalise --model "weights/$2.json" && uv run medimg fit-gate --model "weights/$2.json"
+json.dump(d, open(p, 'w'), indent=1)" "weights/$3.json" "$3"
+  uv run medimg finalise --model "weights/$3.json" && uv run medimg fit-gate --model "weights/$3.json"
 }
 
 case $what in
   # every shipped model: the ImageNet-pretrained MobileNetV2 models with the GPU study's settings (bench/gpu_train.py
   # PLAN) from the real images, gate fitted; BreastMNIST and Kermany: the study's seed 2 (each the best of its three
   # seeds on validation; trained on this CPU from the data pack, Kermany with bf16 autocast, then finished on the real
-  # images); blood cells: seed 2 of three trained here on the real images (best on validation); PneumoniaMNIST trained here from the real images (bf16; the WebP pack's copy scored 0.010 lower on the
-  # real test images); head CT (head crop, brain window; 224 px) and cervical cytology (96 px) from the CPU table
+  # images); blood cells: seed 2 of three trained here on the real images (best on validation); PneumoniaMNIST
+  # trained here from the real images (bf16; the WebP pack's copy scored 0.010 lower on the real test images); head CT (head crop, brain window; 224 px) and cervical cytology (96 px) from the CPU table
   shipped) uv run medimg pack --task breastmnist --size 224 --format webp --quality 80 --out .gpu/packs/breastmnist_224.npz
            uv run medimg pack --task kermany-cxr --size 224 --format webp --quality 80 --out .gpu/packs/kermany-cxr_224.npz
            uv run python bench/gpu_train.py --packs .gpu/packs --tasks breastmnist --seeds 2 --inits imagenet \
              --jobs 1 --work runs/gpu --out runs/logs/shipped --launch-until 1e9 --kill-at 1e9
            uv run python bench/gpu_train.py --packs .gpu/packs --tasks kermany-cxr --seeds 2 --inits imagenet \
              --bf16 --jobs 1 --work runs/gpu --out runs/logs/shipped_kermany --launch-until 1e9 --kill-at 1e9
-           ship_pack_run breastmnist_mobilenet_v2_224_seed2 breastmnist_mobilenet_v2_224
-           ship_pack_run kermany_cxr_mobilenet_v2_224_seed2 kermany_cxr_mobilenet_v2_224
+           ship_run runs/gpu breastmnist_mobilenet_v2_224_seed2 breastmnist_mobilenet_v2_224
+           ship_run runs/gpu kermany_cxr_mobilenet_v2_224_seed2 kermany_cxr_mobilenet_v2_224
            # (its own work folder: gpu_train skips a run whose test report exists, and weights/ holds them all)
            uv run python bench/gpu_train.py --no-pack --work runs/shipped_real --out runs/logs/shipped --jobs 1 \
              --seeds 0 --bf16 --inits imagenet --tasks pneumoniamnist busi brain-mri \
@@ -111,13 +112,7 @@ case $what in
            # blood cells: seed 2 of three trained here on the real images (0 validation errors; seeds 0 and 1: 7, 4)
            uv run python bench/gpu_train.py --no-pack --work runs/pbc_seeds --out runs/logs/shipped --jobs 1 \
              --seeds 2 --bf16 --inits imagenet --tasks pbc-blood --launch-until 1e9 --kill-at 1e9
-           for e in json safetensors eval.json log.json; do
-             cp "runs/pbc_seeds/pbc_blood_mobilenet_v2_224_seed2.$e" "weights/pbc_blood_mobilenet_v2_224.$e"
-           done
-           uv run python -c "import json, sys; p = sys.argv[1]; d = json.load(open(p)); d['name'] = sys.argv[2]; \
-json.dump(d, open(p, 'w'), indent=1)" weights/pbc_blood_mobilenet_v2_224.json pbc_blood_mobilenet_v2_224
-           uv run medimg finalise --model weights/pbc_blood_mobilenet_v2_224.json
-           uv run medimg fit-gate --model weights/pbc_blood_mobilenet_v2_224.json
+           ship_run runs/pbc_seeds pbc_blood_mobilenet_v2_224_seed2 pbc_blood_mobilenet_v2_224
            PRETRAINED=("${PRETRAINED[0]}" "${PRETRAINED[1]}"); run_pretrained 0 weights imagenet ;;
   scratch-resnet) run 0 runs/scratch_resnet --no-gate ;;
   seeds) run "1 2" runs/seeds --no-gate ;;
