@@ -22,7 +22,8 @@ def _train_config(args: argparse.Namespace, gate: bool | None = None) -> TrainCo
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     values.update(class_weighting=not args.no_class_weights, half=not args.fp32,
                   gate=(not args.no_gate) if gate is None else gate,
-                  ema_decay=None if args.ema_decay is None or args.ema_decay <= 0 else args.ema_decay)
+                  ema_decay=None if args.ema_decay is None or args.ema_decay <= 0 else args.ema_decay,
+                  teachers=tuple(args.teachers or ()))
     return TrainConfig(**values)
 
 
@@ -183,6 +184,14 @@ def _add_train_options(t: argparse.ArgumentParser) -> None:
                    help="NHWC memory format on the CPU too (always on with CUDA)")
     t.add_argument("--bf16", action="store_true", default=d.bf16,
                    help="bfloat16 autocast in training on the CPU too (always on with CUDA)")
+    t.add_argument("--teacher", dest="teachers", nargs="+", default=list(d.teachers), metavar="SPEC.json",
+                   help="distil these trained networks (the mean of their calibrated probabilities) into the "
+                   "new one (Hinton et al. 2015); they must share its labels and preprocessing")
+    t.add_argument("--distil-weight", type=float, default=d.distil_weight,
+                   help="with --teacher: weight in [0, 1] of the distillation term (the labels' cross-entropy "
+                   "gets 1 - this)")
+    t.add_argument("--distil-temperature", type=float, default=d.distil_temperature,
+                   help="with --teacher: softening temperature of teachers and student")
     t.add_argument("--data-pack", default=d.data_pack,
                    help="train from a data pack (medimg pack) instead of the data folder; then medimg finalise")
 

@@ -59,6 +59,14 @@ class TrainConfig:
     backbone_lr_scale : float
         With ``pretrained``: the backbone's learning rate is ``lr * backbone_lr_scale`` (discriminative
         learning rates; the head keeps ``lr``).
+    teachers : tuple of str
+        Spec JSONs of trained networks to distil (:mod:`medimg.training.distil`; Hinton et al. 2015): the loss
+        becomes ``(1 - distil_weight) * cross-entropy + distil_weight * tau**2 * KL(teachers' mean softened
+        probability || student's)``, the teachers seeing the same augmented batch. Empty: no distillation.
+    distil_weight : float
+        Weight in [0, 1] of the distillation term (with ``teachers``).
+    distil_temperature : float
+        Distillation temperature ``tau`` > 0 (with ``teachers``).
     data_pack : str, optional
         Train from a data pack (:func:`medimg.training.pack.write_pack`) instead of the data folder: for a
         machine without the data; finish the model on the real images with ``medimg finalise``.
@@ -99,6 +107,9 @@ class TrainConfig:
     channels_last: bool = False
     bf16: bool = False
     data_pack: str | None = None
+    teachers: tuple[str, ...] = ()
+    distil_weight: float = 0.5
+    distil_temperature: float = 2.0
 
     @property
     def stem(self) -> str:

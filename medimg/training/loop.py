@@ -1,5 +1,6 @@
 """Training: weighted cross-entropy, AdamW with a cosine schedule, early stopping on validation AUROC,
-temperature scaling on the validation split, resumable safetensors checkpoints, a JSON log per epoch.
+temperature scaling on the validation split, resumable safetensors checkpoints, a JSON log per epoch; optionally
+knowledge distillation from trained teachers (:mod:`medimg.training.distil`).
 
 Mixed precision (bf16 autocast) and channels_last on CUDA, and on the CPU with ``bf16`` / ``channels_last``;
 fixed seeds; deterministic on CPU. Under ``torchrun --nproc_per_node=N`` it runs DistributedDataParallel (NCCL on CUDA, gloo on CPU) over the same
@@ -36,6 +37,7 @@ from medimg.models import create_model, get_architecture, save_weights
 from medimg.predict import batch_logits, choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig
 from medimg.training import data as mdata
+from medimg.training import distil as mdistil
 from medimg.training.calibration import calibrate_and_report
 from medimg.training.config import TrainConfig
 from medimg.training.gate_fit import fit_gate
@@ -193,6 +195,17 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     channels_last = device.type == "cuda" or cfg.channels_last
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
+    teachers: list[mdistil.Teacher] = []
+    if cfg.teachers:  # knowledge distillation (training.distil): the teachers see the student's augmented batch
+        if not 0.0 <= cfg.distil_weight <= 1.0 or cfg.distil_temperature <= 0:
+            raise SpecError(f"--distil-weight must lie in [0, 1] and --distil-temperature be > 0 (got "
+                            f"{cfg.distil_weight}, {cfg.distil_temperature})")
+        teachers = mdistil.load_teachers(cfg.teachers, pp, tuple(labels), device)
+        if channels_last:
+            for t in teachers:
+                t.model.to(memory_format=torch.channels_last)
+        log.info("distilling %d teachers (weight %.2f, temperature %.1f): %s", len(teachers), cfg.distil_weight,
+                 cfg.distil_temperature, [t.spec.name for t in teachers])
     model: nn.Module = DDP(net, device_ids=[device.index] if device.type == "cuda" else None) if distributed else net
     counts = torch.bincount(splits["train"].y, minlength=len(labels)).float()
     if cfg.class_weighting and not cfg.balanced_sampling:  # balanced sampling already evens the classes out
@@ -259,6 +272,13 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
             if distributed:
                 dist.all_reduce(denom)
             loss = per_sample.sum() / denom * world
+            if teachers:
+                soft = mdistil.teacher_probabilities(teachers, xb, cfg.distil_temperature, autocast=amp)
+                kd = mdistil.distillation_loss(logits, soft, cfg.distil_temperature)
+                count = torch.tensor(float(len(yb)), device=device)
+                if distributed:
+                    dist.all_reduce(count)
+                loss = (1.0 - cfg.distil_weight) * loss + cfg.distil_weight * kd.sum() / count * world
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -329,6 +349,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                   "wall_seconds": round(wall, 1), "device": str(device), "processes": world,
                   "torch": torch.__version__, "code_commit": code_commit, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()},
                   "initial_weights": initial.as_dict() if initial is not None else None,
+                  "teachers": [t.as_dict() for t in teachers] or None,
                   "data_pack": ({k: pack[k] for k in ("sha256", "format", "quality")} if pack is not None else None),
                   "cam_grid": _cam_grid(net, get_architecture(cfg.arch).cam_layer, pp, device)},
         metrics={}, tta=views_for_modality(task.modality),
