@@ -36,8 +36,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def fit_t(view_logits: np.ndarray, y: np.ndarray) -> float:
-    """Temperature minimising the validation NLL of the mean of the views' softmax ((V, N, K) logits)."""
+    """Temperature minimising the validation NLL of the mean of the views' softmax ((V, N, K) logits).
+
+    1.0 when the mean is right on every validation image: the NLL then falls monotonically as T -> 0 and no
+    maximum-likelihood temperature exists (as :func:`medimg.training.calibration.fit_temperature`).
+    """
     labels = list(range(view_logits.shape[-1]))
+    if len(y) and bool((softmax(view_logits, 1.0).mean(0).argmax(1) == y).all()):
+        return 1.0
     return float(minimize_scalar(lambda t: log_loss(y, softmax(view_logits, t).mean(0), labels=labels),
                                  bounds=(0.05, 20.0), method="bounded").x)
 

@@ -88,3 +88,15 @@ def test_seed_ensemble_refuses_one_run_or_other_test_images(monkeypatch: pytest.
         acc.seed_ensemble([a])
     with pytest.raises(ValueError, match="different test images"):
         acc.seed_ensemble([a, b])
+
+
+def test_tta_temperature_keeps_1_on_a_perfectly_separated_split_and_fits_otherwise(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tta = _load("tta_mean", monkeypatch)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    separated = np.stack([np.eye(3)[y] * 4.0 + rng.normal(0, 0.3, (200, 3)) for _ in range(2)])  # (V, N, K)
+    assert tta.fit_t(separated, y) == 1.0  # no maximum-likelihood temperature exists: T -> 0 always helps
+    noisy = separated + rng.normal(0, 3.0, separated.shape)  # some views wrong: a finite optimum
+    t = tta.fit_t(noisy, y)
+    assert t != 1.0 and 0.05 < t < 20.0
