@@ -430,7 +430,9 @@ def main() -> None:
         sens = agg["sensitivity" if binary else "macro_sensitivity"]
         spc = agg["specificity" if binary else "macro_specificity"]
         ece = f"{_fmt(*agg['ece_uncalibrated'][:2])} -> {_fmt(*agg['ece'][:2])}"
-        print(f"| {task} | {spec.name} | {agg['accuracy'][2]} | {_fmt(*agg['accuracy'][:2])} | "
+        teachers = spec.training.get("teachers") or []
+        shown = f"{spec.name} (distilled from {len(teachers)})" if teachers else spec.name
+        print(f"| {task} | {shown} | {agg['accuracy'][2]} | {_fmt(*agg['accuracy'][:2])} | "
               f"{_fmt(*agg['auroc'][:2])} | {_fmt(*sens[:2])}{'' if binary else ' (macro)'} | "
               f"{_fmt(*spc[:2])}{'' if binary else ' (macro)'} | {_fmt(*agg['macro_f1'][:2])} | {ece} | "
               f"{'-' if no_goal else f'{goal_acc} / {goal_auc}'} | "

@@ -124,6 +124,7 @@ def test_a_tiny_distilled_run_calls_the_teacher_and_records_it(tmp_path: Path, s
     assert student["training"]["teachers"] == [{"name": "teacher", "sha256": teacher["sha256"],
                                                 "temperature": teacher["temperature"]}]
     assert student["training"]["config"]["distil_weight"] == 0.8
+    assert "distilled from 1 network," in student["title"] and "distilled" not in teacher["title"]
     assert teacher["training"]["teachers"] is None
     # a teacher of another input size is a clear error, not a traceback
     assert main([*base, "--size", "48", "--name", "bad", "--teacher", str(tmp_path / "teacher.json")]) != 0

@@ -337,8 +337,10 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                 else mdata.manifest_checksum(mdata.data_root() / task.folder) if task.folder
                 else hashlib.sha256(Path(task.csv).read_bytes()).hexdigest() if task.csv
                 else "medmnist md5 (package INFO)")
+    distilled = (f", distilled from {len(teachers)} network{'s' if len(teachers) > 1 else ''}" if teachers else "")
     spec = ModelSpec(
         name=stem, title=(f"{task.title} ({cfg.arch}{', ImageNet-pretrained' if cfg.pretrained == 'imagenet' else ''}"
+                          f"{distilled}"
                           f", {cfg.input_size} px)"), architecture=cfg.arch,
         labels=tuple(labels), preprocess=pp, intended_use=task.intended_use, modalities=task.modalities,
         body_parts=task.body_parts, positive_label=pos, temperature=1.0, threshold=None,
