@@ -156,8 +156,11 @@ def _fmt(mean: float, sd: float) -> str:
 
 
 def _shortfall(acc: float, auc: float, goal_acc: float, goal_auc: float) -> str:
-    """``"-0.024 / -0.008"``: how far accuracy and AUROC are below their goals (0 where a goal is reached)."""
-    return f"{min(0, acc - goal_acc):+.3f} / {min(0, auc - goal_auc):+.3f}"
+    """``"-0.024 / -0.008"``: how far accuracy and AUROC are below their goals (``met`` where one is reached)."""
+    def part(v: float, g: float) -> str:
+        return "met" if v >= g else f"{v - g:+.3f}" if v - g <= -0.0005 else f"{v - g:+.4f}"
+
+    return f"{part(acc, goal_acc)} / {part(auc, goal_auc)}"
 
 
 def _load(name: str) -> dict[str, Any]:
