@@ -158,7 +158,9 @@ def _fmt(mean: float, sd: float) -> str:
 def _shortfall(acc: float, auc: float, goal_acc: float, goal_auc: float) -> str:
     """``"-0.024 / -0.008"``: how far accuracy and AUROC are below their goals (``met`` where one is reached)."""
     def part(v: float, g: float) -> str:
-        return "met" if v >= g else f"{v - g:+.3f}" if v - g <= -0.0005 else f"{v - g:+.4f}"
+        if v >= g:
+            return "met"
+        return f"{v - g:+.3f}" if v - g <= -0.0005 else f"{v - g:+.4f}"  # 4 decimals where 3 would read -0.000
 
     return f"{part(acc, goal_acc)} / {part(auc, goal_auc)}"
 

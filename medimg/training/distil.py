@@ -13,8 +13,6 @@ temperature.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,10 @@ import torch
 from torch import nn
 
 from medimg.errors import SpecError
+from medimg.models import load_model
 from medimg.spec import ModelSpec, PreprocessConfig
 
 __all__ = ["Teacher", "distillation_loss", "load_teachers", "teacher_probabilities"]
-
-
-def _plain(pp: PreprocessConfig) -> Any:
-    """The preprocessing as plain JSON values (tuples and lists compare equal)."""
-    return json.loads(json.dumps(dataclasses.asdict(pp)))
 
 
 @dataclass(frozen=True)
@@ -80,8 +74,6 @@ def load_teachers(paths: tuple[str, ...] | list[str], pp: PreprocessConfig, labe
     WeightsError
         A weights file that is missing or fails its sha256 (:func:`medimg.models.load_model`).
     """
-    from medimg.models import load_model
-
     if not paths:
         raise SpecError("distillation needs at least one teacher spec (--teacher SPEC.json)")
     teachers = []
@@ -89,9 +81,9 @@ def load_teachers(paths: tuple[str, ...] | list[str], pp: PreprocessConfig, labe
         model, spec = load_model(Path(p), device=device)
         if tuple(spec.labels) != tuple(labels):
             raise SpecError(f"teacher {spec.name} predicts {list(spec.labels)}, the student {list(labels)}")
-        if _plain(spec.preprocess) != _plain(pp):
+        if spec.preprocess != pp:  # load_spec gives tuples, as the training's PreprocessConfig has
             raise SpecError(f"teacher {spec.name} reads its input differently from the student (preprocessing "
-                            f"{_plain(spec.preprocess)} vs {_plain(pp)}); it must see the same tensor")
+                            f"{spec.preprocess} vs {pp}); it must see the same tensor")
         for param in model.parameters():
             param.requires_grad_(False)
         teachers.append(Teacher(model.eval(), spec))
@@ -121,14 +113,10 @@ def teacher_probabilities(teachers: list[Teacher], xb: torch.Tensor, tau: float 
     """
     if tau <= 0:
         raise ValueError(f"the distillation temperature must be > 0, got {tau}")
-    total = None
-    for t in teachers:
-        with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=autocast):
-            z = t.model(xb).float()
-        p = torch.softmax(z / (float(t.spec.temperature) * tau), dim=1)
-        total = p if total is None else total + p
-    assert total is not None
-    return total / len(teachers)
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = [t.model(xb).float() for t in teachers]
+    return torch.stack([torch.softmax(z / (float(t.spec.temperature) * tau), dim=1)
+                        for z, t in zip(logits, teachers, strict=True)]).mean(0)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
@@ -154,6 +142,5 @@ def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor,
     if tau <= 0:
         raise ValueError(f"the distillation temperature must be > 0, got {tau}")
     log_q = torch.log_softmax(student_logits.float() / tau, dim=1)
-    p = teacher_probs.float()
-    kl = torch.where(p > 0, p * (torch.log(p.clamp_min(1e-30)) - log_q), torch.zeros_like(p)).sum(dim=1)
-    return kl * tau * tau
+    # torch's KL (p log p - p log q per class, 0 where p = 0)
+    return nn.functional.kl_div(log_q, teacher_probs.float(), reduction="none").sum(dim=1) * tau * tau
