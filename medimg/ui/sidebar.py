@@ -140,15 +140,46 @@ def app_chrome() -> ModelOption | None:
     return option
 
 
+def _leave_legacy_pages_mode() -> bool:
+    """Switch this server process from Streamlit's legacy ``pages/`` folder mode to app.py's navigation.
+
+    Streamlit decides once per process whether an app "uses the pages directory" (a ``pages/`` folder beside the
+    main script) and, until some run calls ``st.navigation``, runs a requested page file directly instead of
+    app.py (``streamlit.runtime.scriptrunner.script_runner._mpa_v1``). When a process's first request is a deep
+    link (``/dashboard``), app.py never runs, so the sidebar lists the raw file names ("app, analyze, dashboard,
+    ...") instead of the grouped Clinician / Reviewer / Educator navigation, for every user until someone opens
+    the root URL. ``st.navigation`` clears the same flag; clearing it here and rerunning sends this request
+    through app.py, which finds the same page by its URL path.
+
+    Returns
+    -------
+    bool
+        True when the flag was set (the caller must rerun); False when app.py's navigation is already in charge,
+        when the page is its own main script (``streamlit run pages/x.py``), or when Streamlit no longer has the
+        flag.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a Streamlit without the legacy mode
+        return False
+    if not getattr(PagesManager, "uses_pages_directory", False):
+        return False
+    PagesManager.uses_pages_directory = False
+    return True
+
+
 def page_chrome() -> None:
     """First call of every page: renders the sidebar and notice unless app.py already did in this run.
 
     A page can run without app.py: ``streamlit run pages/x.py``, and Streamlit's legacy ``pages/`` folder
     handling, which on a process's first request (and on AppTest reruns) runs a page file directly. The
-    not-for-diagnosis notice must be on every page in every case.
+    not-for-diagnosis notice must be on every page in every case. In the legacy case this request is rerun
+    through app.py instead (:func:`_leave_legacy_pages_mode`), so a deep link shows the grouped navigation.
     """
     if st.session_state.pop(CHROME_KEY, False):
         return
+    if _leave_legacy_pages_mode():
+        st.rerun()
     st.set_page_config(page_title="medimg", page_icon=":material/radiology:", layout="wide")
     app_chrome()
     st.session_state.pop(CHROME_KEY, None)
