@@ -192,6 +192,9 @@ def _add_train_options(t: argparse.ArgumentParser) -> None:
                    "gets 1 - this)")
     t.add_argument("--distil-temperature", type=float, default=d.distil_temperature,
                    help="with --teacher: softening temperature of teachers and student")
+    t.add_argument("--mask-weight", type=float, default=d.mask_weight,
+                   help="weight of the lesion-mask auxiliary loss on the explained layer (tasks with expert "
+                   "masks, e.g. busi; the auxiliary head is not shipped); 0 turns it off")
     t.add_argument("--data-pack", default=d.data_pack,
                    help="train from a data pack (medimg pack) instead of the data folder; then medimg finalise")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from medimg.catalog import data_root, image_from_array, manifest_checksum, read_manifest
@@ -42,12 +43,16 @@ class SplitArrays:
     labels : tuple of str
     ids : list of str
         Image identifiers (relative paths or indices).
+    masks : (N, 1, H, W) float32 tensor in {0, 1}, optional
+        Expert lesion masks in the model-input frame (all zero for an image without a lesion); only when a task
+        trains with mask supervision (:mod:`medimg.training.masks`).
     """
 
     x: torch.Tensor
     y: torch.Tensor
     labels: tuple[str, ...]
     ids: list[str]
+    masks: torch.Tensor | None = None
 
 
 def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -144,6 +149,11 @@ def load_medmnist_split(flag: str, split: str, config: PreprocessConfig, size: i
     return SplitArrays(_stack(images), y, labels, [str(int(i)) for i in index])
 
 
+def _with(x: torch.Tensor, masks: tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """``x`` alone, or ``(x, *masks)`` when a mask travels with the image through ``v2.Compose``."""
+    return (x, *masks) if masks else x
+
+
 class RandomGamma(torch.nn.Module):
     """Random gamma ``x ** g`` with ``log g`` uniform in ``[log lo, log hi]`` on [0, 1] tensors (exposure and
     detector response curves differ between sites)."""
@@ -152,11 +162,11 @@ class RandomGamma(torch.nn.Module):
         super().__init__()
         self.lo, self.hi, self.p = math.log(lo), math.log(hi), p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *masks: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if torch.rand(()) >= self.p:
-            return x
+            return _with(x, masks)
         g = math.exp(self.lo + (self.hi - self.lo) * float(torch.rand(())))
-        return x.clamp(0.0, 1.0) ** g
+        return _with(x.clamp(0.0, 1.0) ** g, masks)
 
 
 def augmentation(modality: str = "radiograph", size: int = 128) -> v2.Transform:
@@ -209,18 +219,20 @@ class SpeckleNoise(torch.nn.Module):
         super().__init__()
         self.sigma, self.p = sigma, p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *masks: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if torch.rand(()) >= self.p:
-            return x
+            return _with(x, masks)
         s = self.sigma * float(torch.rand(()))
-        return (x * (1.0 + s * torch.randn_like(x))).clamp(0.0, 1.0)
+        return _with((x * (1.0 + s * torch.randn_like(x))).clamp(0.0, 1.0), masks)
 
 
 class RandomRot90(torch.nn.Module):
     """Rotate by a random multiple of 90 degrees (exact, no interpolation) — for orientation-free images."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.rot90(x, int(torch.randint(0, 4, ())), dims=(-2, -1))
+    def forward(self, x: torch.Tensor, *masks: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        k = int(torch.randint(0, 4, ()))
+        rotated = tuple(tv_tensors.wrap(torch.rot90(m, k, dims=(-2, -1)), like=m) for m in masks)
+        return _with(torch.rot90(x, k, dims=(-2, -1)), rotated)
 
 
 class AugmentedDataset(Dataset):
@@ -234,6 +246,7 @@ class AugmentedDataset(Dataset):
     def __init__(self, arrays: SplitArrays, config: PreprocessConfig, transform: v2.Transform | None = None,
                  seed: int = 0):
         self.x, self.y, self.transform = arrays.x, arrays.y, transform
+        self.masks = arrays.masks
         self.mean = torch.tensor(config.mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(config.std, dtype=torch.float32).view(-1, 1, 1)
         self.seed, self.epoch = seed, 0
@@ -245,13 +258,23 @@ class AugmentedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.y)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        """``(x, y)``, or ``(x, y, mask)`` when the split has masks: the mask takes the image's geometric
+        augmentation (flips, affine, 90-degree turns; nearest-neighbour) and none of its intensity changes."""
         x = self.x[i]
+        mask = tv_tensors.Mask(self.masks[i]) if self.masks is not None else None
         if self.transform is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(i))
-                x = self.transform(x).clamp_(0.0, 1.0)
-        return (x - self.mean) / self.std, self.y[i]
+                if mask is None:
+                    x = self.transform(x)
+                else:
+                    x, mask = self.transform(x, mask)
+                x = x.clamp_(0.0, 1.0)
+        x = (x - self.mean) / self.std
+        if mask is None:
+            return x, self.y[i]
+        return x, self.y[i], mask.as_subclass(torch.Tensor)
 
 
 class GlobalBatchSampler(torch.utils.data.Sampler):

@@ -17,7 +17,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from medimg.predict import batch_logits, choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig
 from medimg.training import data as mdata
 from medimg.training import distil as mdistil
+from medimg.training import masks as mmasks
 from medimg.training.calibration import calibrate_and_report
 from medimg.training.config import TrainConfig
 from medimg.training.gate_fit import fit_gate
@@ -51,8 +52,10 @@ log = logging.getLogger(__name__)
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
                      best_state: dict[str, torch.Tensor] | None, meta: dict[str, Any],
-                     ema: nn.Module | None = None) -> None:
+                     ema: nn.Module | None = None, aux: nn.Module | None = None) -> None:
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if aux is not None:
+        tensors.update({f"aux.{k}": v.detach().cpu().contiguous() for k, v in aux.state_dict().items()})
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     if best_state is not None:
@@ -69,10 +72,13 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, s
 
 
 def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
-                     ema: nn.Module | None = None) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
+                     ema: nn.Module | None = None,
+                     aux: nn.Module | None = None) -> tuple[dict[str, torch.Tensor] | None, dict[str, Any]]:
     tensors = st_load_file(str(path))
     meta = json.loads(path.with_suffix(".json").read_text())
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if aux is not None:
+        aux.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("aux.")}, strict=True)
     if ema is not None:
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
@@ -179,6 +185,18 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                       for s, a in splits.items()}
     else:
         splits = {s: load_task_split(cfg.task, s, pp, cfg.limit) for s in ("train", "val", "test")}
+    if cfg.mask_weight:
+        if cfg.mask_weight < 0:
+            raise SpecError(f"--mask-weight must be >= 0 (got {cfg.mask_weight})")
+        if distributed:
+            raise SpecError("--mask-weight is not supported under torchrun (its head is outside DDP)")
+        if pack is not None or not task.folder:
+            raise SpecError("--mask-weight needs the task's image folder with its lesion masks (not a data pack "
+                            "or a MedMNIST array)")
+        folder = mdata.data_root() / task.folder
+        splits["train"] = replace(splits["train"], masks=mmasks.load_masks(folder, splits["train"].ids, pp))
+        log.info("lesion masks: %d of %d training images have one", int((splits["train"].masks.amax((1, 2, 3)) > 0)
+                 .sum()), len(splits["train"].y))
     labels = splits["train"].labels
     log.info("data loaded in %.1fs: %s", time.time() - t0, {s: len(a.y) for s, a in splits.items()})
     pos = labels.index(task.positive) if task.positive in labels and len(labels) == 2 else None
@@ -192,6 +210,15 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         initial = load_pretrained(cfg.arch, net, cfg.pretrained)
         head = head_parameter_names(net)
     net = net.to(device)
+    tap, aux = None, None
+    if cfg.mask_weight:  # auxiliary lesion-mask head on the explained layer (training.masks); not shipped
+        tap = mmasks.FeatureTap(net, get_architecture(cfg.arch).cam_layer)
+        net.eval()
+        with torch.no_grad():
+            net(torch.zeros(1, pp.in_chans, *pp.input_size, device=device))
+        net.train()
+        aux = mmasks.MaskHead(int(tap.output.shape[1])).to(device)
+        mask_grid = [int(v) for v in tap.output.shape[-2:]]
     channels_last = device.type == "cuda" or cfg.channels_last
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -226,7 +253,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
             {"params": [p for n, p in net.named_parameters() if n not in head], "lr": cfg.lr * cfg.backbone_lr_scale},
             {"params": [p for n, p in net.named_parameters() if n in head], "lr": cfg.lr}]
     else:
-        params = net.parameters()
+        params = [{"params": list(net.parameters()), "lr": cfg.lr}]
+    if aux is not None:
+        params.append({"params": list(aux.parameters()), "lr": cfg.lr})
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = (AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
            if cfg.ema_decay else None)
@@ -241,7 +270,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     best_state: dict[str, torch.Tensor] | None = None
     best_auroc, best_epoch, start_epoch, elapsed_before = -1.0, -1, 0, 0.0
     if ckpt.exists():
-        best_state, meta = _load_checkpoint(ckpt, net, opt, sched, ema)
+        best_state, meta = _load_checkpoint(ckpt, net, opt, sched, ema, aux)
         history, best_auroc, best_epoch = meta["history"], meta["best_auroc"], meta["best_epoch"]
         start_epoch, elapsed_before = meta["epoch"] + 1, meta.get("elapsed", 0.0)
         log.info("resumed from epoch %d (best val AUROC %.4f)", start_epoch, best_auroc)
@@ -258,12 +287,13 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
         total, n = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=sys.stderr,
                    disable=None if main_process else True, mininterval=5.0)
-        for xb, yb in bar:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        for batch in bar:
+            xb, yb = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(xb).float()
+                lesion = aux(tap.output) if aux is not None else None
             # weighted cross-entropy, normalised by the GLOBAL batch's weight sum so that N processes
             # (whose gradients DDP averages) optimise exactly the single-process loss
             per_sample = nn.functional.cross_entropy(logits, yb, weight=weight, reduction="none",
@@ -279,6 +309,8 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                 if distributed:
                     dist.all_reduce(count)
                 loss = (1.0 - cfg.distil_weight) * loss + cfg.distil_weight * kd.sum() / count * world
+            if lesion is not None:
+                loss = loss + cfg.mask_weight * mmasks.mask_loss(lesion, batch[2].to(device)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -314,12 +346,14 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                      row["train_loss"], val_loss, row["val_accuracy"], row["val_auroc"], " *" if improved else "")
             _save_checkpoint(ckpt, net, opt, sched, best_state,
                              {"epoch": epoch, "history": history, "best_auroc": best_auroc, "best_epoch": best_epoch,
-                              "elapsed": time.time() - t_train + elapsed_before, "config": asdict(cfg)}, ema)
+                              "elapsed": time.time() - t_train + elapsed_before, "config": asdict(cfg)}, ema, aux)
             (out / f"{stem}.log.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
         if epoch + 1 - best_epoch >= cfg.patience:
             log.info("early stop: no better validation AUROC for %d epochs", cfg.patience)
             break
     wall = time.time() - t_train + elapsed_before
+    if tap is not None:
+        tap.remove()
     if best_state is not None:
         net.load_state_dict(best_state)
     if cfg.half:  # evaluate exactly what is shipped: the float16-stored weights, loaded back as float32
@@ -338,6 +372,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                 else hashlib.sha256(Path(task.csv).read_bytes()).hexdigest() if task.csv
                 else "medmnist md5 (package INFO)")
     distilled = (f", distilled from {len(teachers)} network{'s' if len(teachers) > 1 else ''}" if teachers else "")
+    distilled += ", lesion-mask-guided" if aux is not None else ""
     spec = ModelSpec(
         name=stem, title=(f"{task.title} ({cfg.arch}{', ImageNet-pretrained' if cfg.pretrained == 'imagenet' else ''}"
                           f"{distilled}"
@@ -352,6 +387,9 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                   "torch": torch.__version__, "code_commit": code_commit, "config": asdict(cfg), "n": {s: len(a.y) for s, a in splits.items()},
                   "initial_weights": initial.as_dict() if initial is not None else None,
                   "teachers": [t.as_dict() for t in teachers] or None,
+                  "mask_supervision": ({"layer": get_architecture(cfg.arch).cam_layer, "weight": cfg.mask_weight,
+                                        "grid": mask_grid, "loss": "binary cross-entropy on the area-averaged mask"}
+                                       if aux is not None else None),
                   "data_pack": ({k: pack[k] for k in ("sha256", "format", "quality")} if pack is not None else None),
                   "cam_grid": _cam_grid(net, get_architecture(cfg.arch).cam_layer, pp, device)},
         metrics={}, tta=views_for_modality(task.modality),
