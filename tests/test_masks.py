@@ -136,3 +136,42 @@ def test_a_tiny_mask_guided_busi_run_records_it_and_ships_the_plain_network(tmp_
     assert not (tmp_path / "guided.ckpt.safetensors").exists()
     # a task without masks is a clear error, not a traceback
     assert main([*base, "--task", "pbc-blood", "--name", "bad", "--mask-weight", "0.5"]) != 0
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.usefixtures("fast_training")
+def test_an_interrupted_mask_guided_run_resumes_with_its_head(tmp_path: Path, shared_data: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from medimg.training import loop
+    from medimg.training.config import TrainConfig
+
+    cfg = TrainConfig(task="busi", arch="smallcnn", input_size=32, epochs=2, batch_size=8, limit=16,
+                      out=str(tmp_path), name="guided", device="cpu", num_threads=1, gate=False, mask_weight=1.0)
+    real_save, real_load = loop._save_checkpoint, loop._load_checkpoint
+    saved: dict[str, torch.Tensor] = {}
+
+    def save_then_die(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        real_save(*a, **k)
+        saved.update({n: v.clone() for n, v in a[7].state_dict().items()})  # (path, net, opt, sched, best, meta, ema, aux)
+        raise _Interrupt
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    with pytest.raises(_Interrupt):
+        loop.train(cfg)
+    ckpt = load_file(str(tmp_path / "guided.ckpt.safetensors"))
+    assert {k for k in ckpt if k.startswith("aux.")} == {"aux.conv.weight", "aux.conv.bias"}
+    restored: dict[str, torch.Tensor] = {}
+
+    def load_and_keep(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        out = real_load(*a, **k)
+        restored.update({n: v.clone() for n, v in a[5].state_dict().items()})  # (path, net, opt, sched, ema, aux)
+        return out
+
+    monkeypatch.setattr(loop, "_save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "_load_checkpoint", load_and_keep)
+    spec = loop.train(cfg)
+    assert restored.keys() == saved.keys() and all(torch.equal(restored[k], saved[k]) for k in saved)
+    assert spec.training["epochs_run"] == 2 and spec.training["mask_supervision"]["weight"] == 1.0
