@@ -2,7 +2,7 @@
 # Trains every shipped model (seed 0 -> weights/) and the extra seeds for mean +- std (seeds 1, 2 -> runs/seeds/).
 # MEDIMG_REPO=/path/to/checkout runs it in another checkout (e.g. a worktree pinned at one commit).
 # Re-running resumes: a finished model (its .eval.json exists) is skipped, an interrupted one resumes from its
-# checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all|pretrained|pretrained-seeds|scratch|cv|distil-pbc|busi-mask] ;
+# checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all|pretrained|pretrained-seeds|scratch|cv|distil-pbc|distil-pneumoniamnist|busi-mask] ;
 # logs in runs/logs/. Modes packs / gpu-finish: the GPU host study (bench/gpu_train.py).
 # GPU: the same commands run on CUDA (bf16 autocast, channels_last); prefix with
 # `torchrun --nproc_per_node=N -m medimg.cli` instead of `medimg` for several GPUs.
@@ -133,6 +133,13 @@ case $what in
                 runs/pbc_seeds/pbc_blood_mobilenet_v2_224_seed1.json runs/pbc_seeds/pbc_blood_mobilenet_v2_224_seed2.json
               uv run python bench/soup.py weights/pbc_blood_mobilenet_v2_224.json \
                 runs/pbc_distil/pbc_blood_mobilenet_v2_224_distil.json ;;
+  distil-pneumoniamnist) mkdir -p runs/pn_distil  # needs runs/realimg (bash bench/train_all.sh shipped)
+              uv run medimg train --task pneumoniamnist --arch mobilenet_v2 --size 224 --epochs 15 --batch-size 32 \
+                --lr 0.001 --ema-decay 0.995 --patience 5 --seed 3 --out runs/pn_distil \
+                --name pneumoniamnist_mobilenet_v2_224_distil --threads "$THREADS" --channels-last --bf16 \
+                --pretrained imagenet --freeze-epochs 1 --backbone-lr-scale 0.3 \
+                --teacher runs/realimg/pneumoniamnist_mobilenet_v2_224.json \
+                runs/realimg/pneumoniamnist_mobilenet_v2_224_seed1.json runs/realimg/pneumoniamnist_mobilenet_v2_224_seed2.json ;;
   busi-mask) mkdir -p runs/busi_mask  # lesion-mask-guided BUSI model and its control (same recipe and seed, no masks)
               for v in "mask --mask-weight 0.5" "cpu"; do
                 set -- $v
