@@ -92,13 +92,14 @@ case $what in
   # seeds on validation; trained on this CPU from the data pack, Kermany with bf16 autocast, then finished on the real
   # images); blood cells: seed 2 and PneumoniaMNIST seed 1, each of three trained here on the real images (best on
   # validation; bf16; PneumoniaMNIST's WebP-pack copy had scored 0.010 lower on the real test images); head CT (head crop, brain window; 224 px) and cervical cytology (96 px) from the CPU table
-  shipped) uv run medimg pack --task breastmnist --size 224 --format webp --quality 80 --out .gpu/packs/breastmnist_224.npz
-           uv run medimg pack --task kermany-cxr --size 224 --format webp --quality 80 --out .gpu/packs/kermany-cxr_224.npz
-           uv run python bench/gpu_train.py --packs .gpu/packs --tasks breastmnist --seeds 2 --inits imagenet \
-             --jobs 1 --work runs/gpu --out runs/logs/shipped --launch-until 1e9 --kill-at 1e9
+  shipped) uv run medimg pack --task kermany-cxr --size 224 --format webp --quality 80 --out .gpu/packs/kermany-cxr_224.npz
+           # BreastMNIST: seed 2 of three trained here on the real images (best validation AUROC 0.9808 against
+           # 0.9691, 0.9549 and the pack-trained model's 0.9716)
+           uv run python bench/gpu_train.py --no-pack --work runs/breast_real --out runs/logs/shipped --jobs 1 \
+             --seeds 0 1 2 --bf16 --inits imagenet --tasks breastmnist --launch-until 1e9 --kill-at 1e9
            uv run python bench/gpu_train.py --packs .gpu/packs --tasks kermany-cxr --seeds 2 --inits imagenet \
              --bf16 --jobs 1 --work runs/gpu --out runs/logs/shipped_kermany --launch-until 1e9 --kill-at 1e9
-           ship_run runs/gpu breastmnist_mobilenet_v2_224_seed2 breastmnist_mobilenet_v2_224
+           ship_run runs/breast_real breastmnist_mobilenet_v2_224_seed2 breastmnist_mobilenet_v2_224
            ship_run runs/gpu kermany_cxr_mobilenet_v2_224_seed2 kermany_cxr_mobilenet_v2_224
            # (its own work folder: gpu_train skips a run whose test report exists, and weights/ holds them all)
            uv run python bench/gpu_train.py --no-pack --work runs/shipped_real --out runs/logs/shipped --jobs 1 \
