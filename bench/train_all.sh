@@ -102,7 +102,7 @@ case $what in
            ship_run runs/breast_real breastmnist_mobilenet_v2_224_seed2 breastmnist_mobilenet_v2_224
            ship_run runs/gpu kermany_cxr_mobilenet_v2_224_seed2 kermany_cxr_mobilenet_v2_224
            # (its own work folder: gpu_train skips a run whose test report exists, and weights/ holds them all)
-           uv run python bench/gpu_train.py --no-pack --work runs/shipped_real --out runs/logs/shipped --jobs 1 \
+           uv run python bench/gpu_train.py --no-pack --work runs/brain_real --out runs/logs/shipped --jobs 1 \
              --seeds 0 --bf16 --inits imagenet --tasks brain-mri \
              --launch-until 1e9 --kill-at 1e9
            # BUSI: the control run of busi-mask (the GPU recipe, seed 0, here on the real images; validation AUROC
@@ -111,7 +111,7 @@ case $what in
            ship_run runs/busi_mask busi_mobilenet_v2_224_cpu busi_mobilenet_v2_224
            for n in brain_mri; do
              for e in json safetensors eval.json log.json; do
-               cp "runs/shipped_real/${n}_mobilenet_v2_224.$e" "weights/${n}_mobilenet_v2_224.$e"
+               cp "runs/brain_real/${n}_mobilenet_v2_224.$e" "weights/${n}_mobilenet_v2_224.$e"
              done
            done
            # PneumoniaMNIST: seed 1 of three trained here on the real images (best validation AUROC: 0.9983 against
