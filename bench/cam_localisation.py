@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from medimg import explain as ex
-from medimg.catalog import data_root, read_manifest
-from medimg.explain.localisation import mask_to_input, summarise_localisation
-from medimg.io import load_image
+from medimg.catalog import data_root
+from medimg.explain.localisation import summarise_localisation
 from medimg.predict import Predictor
 from medimg.preprocess import normalise_batch
 from medimg.spec import ModelSpec
+from medimg.training.masks import load_masks
 from medimg.training.tasks import load_task_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,12 +45,9 @@ def lesion_inputs(spec: ModelSpec, split: str = "test") -> tuple[np.ndarray, np.
     images : (N, H, W, C) float32 ndarray in [0, 1]
         The preprocessed images before normalisation.
     """
-    folder = data_root() / "busi"
     arrays = load_task_split("busi", split, spec.preprocess)
-    masks_by_path = {r["path"]: r["mask"] for r in read_manifest(folder)}
     keep = [i for i, y in enumerate(arrays.y.tolist()) if spec.labels[y] != "normal"]
-    masks = np.stack([mask_to_input(load_image(folder / masks_by_path[arrays.ids[i]]).pixels, spec.preprocess)
-                      for i in keep])
+    masks = load_masks(data_root() / "busi", [arrays.ids[i] for i in keep], spec.preprocess)[:, 0].numpy() > 0.5
     images = arrays.x[keep]
     x = normalise_batch(images, spec.preprocess).numpy()
     return x, masks, [int(arrays.y[i]) for i in keep], images.numpy().transpose(0, 2, 3, 1)

@@ -109,10 +109,8 @@ case $what in
            # 0.9744 against the GPU copy's 0.9574)
            bash "$0" busi-mask
            ship_run runs/busi_mask busi_mobilenet_v2_224_cpu busi_mobilenet_v2_224
-           for n in brain_mri; do
-             for e in json safetensors eval.json log.json; do
-               cp "runs/brain_real/${n}_mobilenet_v2_224.$e" "weights/${n}_mobilenet_v2_224.$e"
-             done
+           for e in json safetensors eval.json log.json; do
+             cp "runs/brain_real/brain_mri_mobilenet_v2_224.$e" "weights/brain_mri_mobilenet_v2_224.$e"
            done
            # PneumoniaMNIST: seed 1 of three trained here on the real images (best validation AUROC: 0.9983 against
            # 0.9974 and 0.9970; validation errors 31 against 41 and 30)

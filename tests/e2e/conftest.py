@@ -8,14 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser import WEIGHTS, serve_app
+from test_browser import require_shipped_weights, serve_app
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """``streamlit run app.py`` on a free localhost port with the shipped weights; yields (url, log path)."""
-    if not any(WEIGHTS.glob("*.safetensors")):
-        pytest.skip("shipped weights not present in weights/ (train them with `medimg train`)")
+    require_shipped_weights()
     log = tmp_path_factory.mktemp("e2e_server") / "streamlit.log"
     with serve_app(log) as url:
         yield url, log

@@ -73,6 +73,12 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     pytest.fail(f"streamlit did not become healthy in {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+def require_shipped_weights() -> None:
+    """Skip the test when weights/ holds no shipped model."""
+    if not any(WEIGHTS.glob("*.safetensors")):
+        pytest.skip("shipped weights not present in weights/ (train them with `medimg train`)")
+
+
 @contextlib.contextmanager
 def serve_app(log: Path) -> Iterator[str]:
     """``streamlit run app.py`` on a free localhost port with the shipped weights, output to ``log``; yields the
@@ -160,8 +166,7 @@ def test_dashboard_renders_figures(server: tuple[str, Path], tmp_path: Path) -> 
 def test_deep_link_as_first_request_shows_grouped_navigation(tmp_path: Path) -> None:
     """A fresh server whose first request is a page's own URL (a bookmark, a shared link) still shows app.py's
     Clinician / Reviewer / Educator navigation and that page, not Streamlit's raw ``pages/`` file list."""
-    if not any(WEIGHTS.glob("*.safetensors")):
-        pytest.skip("shipped weights not present in weights/ (train them with `medimg train`)")
+    require_shipped_weights()
     shots = _screenshot_dir(tmp_path)
     log = tmp_path / "streamlit.log"
     with serve_app(log) as url, _browser() as browser:
