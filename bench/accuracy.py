@@ -297,6 +297,37 @@ def seed_ensemble(reports: list[EvalReport]) -> dict[str, Any]:
     return m
 
 
+def averaged_ovr_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
+    """A K-class result in the metric definitions of Diniz et al.'s released code (J Imaging 7:111, 2021).
+
+    Their ``imprimirResultado`` averages sklearn's one-vs-rest ``multilabel_confusion_matrix`` counts over the K
+    classes before forming the ratios. Summed over classes, TP counts the correct predictions and FP and FN each
+    count every error once, so precision = recall = F1 = plain accuracy, while their "accuracy" (TP + TN) / N is
+    1 - 2 x error / K (0.92 for a 6-class model that is right on 76 % of the cells) and their "specificity" is
+    1 - error / (K - 1). This lets our image-grouped result be read on their scale; it does not make their random
+    cell-level split comparable with it.
+
+    Parameters
+    ----------
+    y_true, y_pred : (N,) int ndarray
+        Reference and predicted class indices in ``[0, num_classes)``.
+    num_classes : int
+        K, the number of classes (6 for the Bethesda classes).
+
+    Returns
+    -------
+    dict
+        ``precision``, ``recall``, ``f1``, ``accuracy``, ``specificity`` (floats in [0, 1], unrounded).
+    """
+    from sklearn.metrics import multilabel_confusion_matrix
+
+    mcm = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
+    tn, fp, fn, tp = (float(mcm[:, i, j].mean()) for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    prec, rec = tp / (tp + fp), tp / (tp + fn)
+    return {"precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec),
+            "accuracy": (tp + tn) / (tp + tn + fp + fn), "specificity": tn / (tn + fp)}
+
+
 def _agg(runs: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float, int]]:
     return {k: _mean_sd([r.get(k) for r in runs.values()]) for k in KEYS}
 
@@ -465,6 +496,10 @@ def main() -> None:
                          f"{g['accuracy']:.3f}, macro-F1 {g['macro_f1']:.3f}, sensitivity "
                          + " / ".join(f"{v:.3f}" for v in g["sensitivity"])
                          + f"; ASC-H called high-grade {asch['called'][h]}/{asch['n']}")
+            d = averaged_ovr_metrics(r.y_true, r.probs.argmax(1), len(r.labels))
+            notes.append(f"- {spec.name} on Diniz et al.'s scale (their released code's class-averaged one-vs-rest "
+                         f"counts, our image-grouped test split): precision = recall = F1 = {d['f1']:.3f}, "
+                         f"'accuracy' {d['accuracy']:.3f}, 'specificity' {d['specificity']:.3f}")
         for model_name, b in baselines.get("results", {}).get(task, {}).items():
             bm = b.get("metrics", {}) if isinstance(b, dict) else {}
             if "accuracy" in bm:

@@ -100,3 +100,22 @@ def test_tta_temperature_keeps_1_on_a_perfectly_separated_split_and_fits_otherwi
     noisy = separated + rng.normal(0, 3.0, separated.shape)  # some views wrong: a finite optimum
     t = tta.fit_t(noisy, y)
     assert t != 1.0 and 0.05 < t < 20.0
+
+
+def test_averaged_ovr_metrics_reproduce_the_class_averaged_confusion_arithmetic(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    acc = _load("accuracy", monkeypatch)
+    rng = np.random.default_rng(0)
+    k, n = 6, 600
+    y = rng.integers(0, k, n)
+    pred = np.where(rng.random(n) < 0.75, y, rng.integers(0, k, n))
+    err = float((pred != y).mean())
+    d = acc.averaged_ovr_metrics(y, pred, k)
+    # precision = recall = F1 = plain accuracy; "accuracy" 1 - 2 err / K; "specificity" 1 - err / (K - 1)
+    for key in ("precision", "recall", "f1"):
+        assert d[key] == pytest.approx(1 - err)
+    assert d["accuracy"] == pytest.approx(1 - 2 * err / k)
+    assert d["specificity"] == pytest.approx(1 - err / (k - 1))
+    assert d["accuracy"] > d["f1"]  # the inflation the anchor note warns of
+    perfect = acc.averaged_ovr_metrics(y, y, k)
+    assert all(v == pytest.approx(1.0) for v in perfect.values())
