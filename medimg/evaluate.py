@@ -233,11 +233,17 @@ class EvalReport:
         return predict_labels(self.probs, self.positive_label, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
+        """JSON-ready dict.
+
+        The probabilities are stored at full float64 precision: rounding them to a fixed number of decimals turns
+        a confident model's small probabilities (1e-9 vs 1e-8) into ties at 0, and the one-vs-rest AUROC a
+        reviewer recomputes from the file (ROC curves, operating points) then drifts from the one measured in
+        memory (0.949 against 0.954 for a brain MRI model at temperature 0.62).
+        """
         return {"model": self.model, "split": self.split, "labels": self.labels,
                 "positive_label": self.positive_label, "threshold": self.threshold, "metrics": self.metrics,
                 "ids": self.ids, "y_true": self.y_true.tolist(),
-                "probs": np.round(self.probs, 6).tolist()}
+                "probs": np.asarray(self.probs, dtype=np.float64).tolist()}
 
     def save(self, path: str | Path) -> None:
         """Write as JSON."""

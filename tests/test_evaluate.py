@@ -92,7 +92,7 @@ def test_report_round_trip(tmp_path: Path, rng: np.random.Generator) -> None:
     assert (back.model, back.split, back.labels, back.ids, back.positive_label, back.threshold) == (
         "m", "test", ["normal", "pneumonia"], rep.ids, 1, None)
     np.testing.assert_array_equal(back.y_true, y)
-    np.testing.assert_allclose(back.probs, p, atol=5e-7)  # stored rounded to 6 decimals
+    np.testing.assert_array_equal(back.probs, p)  # stored at full precision
     np.testing.assert_array_equal(back.y_pred, rep.y_pred)
     assert back.metrics["accuracy"] == rep.metrics["accuracy"]
     assert {tuple(v) for v in back.metrics["ci95"].values()} == {tuple(v) for v in rep.metrics["ci95"].values()}
@@ -266,3 +266,21 @@ def test_uncalibrated_recovers_the_raw_softmax() -> None:
     t = 1.7
     cal = np.exp(z / t) / np.exp(z / t).sum(1, keepdims=True)
     np.testing.assert_allclose(uncalibrated(cal, t), raw, atol=1e-9)
+
+
+def test_report_file_keeps_the_auroc_of_a_confident_model(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A confident model's small probabilities (1e-9 vs 1e-7) must keep their order in the stored report: a reviewer's
+    ROC curve and AUROC are recomputed from the file and must equal the ones measured in memory."""
+    n, k = 300, 4
+    y = rng.integers(0, k, n)
+    logits = rng.normal(0.0, 1.0, (n, k))
+    logits[np.arange(n), y] += 3.0
+    probs = np.exp(6.0 * logits)  # temperature 1/6: most off-class probabilities far below 1e-6
+    probs /= probs.sum(1, keepdims=True)
+    assert (probs < 5e-7).mean() > 0.3
+    rep = EvalReport.build("m", "test", [f"c{i}" for i in range(k)], y, probs, None, None, None, n_boot=10)
+    rep.save(tmp_path / "r.json")
+    back = EvalReport.load(tmp_path / "r.json")
+    in_memory = roc_auc_score(y, probs, multi_class="ovr")
+    assert compute_metrics(back.y_true, back.probs, None, None)["auroc"] == pytest.approx(in_memory, abs=1e-12)
+    assert back.metrics["auroc"] == pytest.approx(in_memory, abs=1e-12)
