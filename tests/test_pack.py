@@ -13,6 +13,7 @@ from medimg.errors import SpecError
 from medimg.evaluate import EvalReport
 from medimg.spec import PreprocessConfig, load_spec
 from medimg.training.config import TrainConfig
+from medimg.training.evaluation import evaluate_split
 from medimg.training.loop import train
 from medimg.training.pack import finalise, pack_info, read_pack, source_checksum, write_pack
 from medimg.training.tasks import load_task_split
@@ -89,3 +90,26 @@ def test_train_from_a_pack_then_finalise_on_the_real_images(tmp_path: Path, shar
     again = softmax(batch_logits(model, real.x, on_disk.preprocess, torch.device("cpu")), on_disk.temperature)
     np.testing.assert_allclose(again, report.probs, atol=2e-6)
     assert report.ids == real.ids and packed_report["ids"] == real.ids
+
+
+def test_finalise_stores_the_screening_view_of_a_bethesda_model(tmp_path: Path, shared_data: Path) -> None:
+    """The dashboard's NILM-vs-abnormal view reads ``metrics["screening"]``: finalise writes it for a model of the
+    Bethesda classes, with the threshold fixed on validation, and the test figures at that threshold."""
+    from medimg.screening import abnormal_score, screening_metrics
+    from medimg.training.screening import threshold_for_specificity
+
+    cfg = TrainConfig(task="cric-cervix", arch="smallcnn", input_size=32, epochs=1, batch_size=16, out=str(tmp_path),
+                      name="cells", device="cpu", num_threads=1, gate=False, limit=120)
+    train(cfg)
+    final = finalise(tmp_path / "cells.json", device="cpu", limit=120)
+    sc = load_spec(tmp_path / "cells.json").metrics["screening"]
+    assert sc == json.loads(json.dumps(final.metrics["screening"]))
+    assert sc["negative"] == "NILM" and 0.0 <= sc["validation_threshold"] <= 1.0
+    labels = list(final.labels)
+    val = evaluate_split(tmp_path / "cells.json", "val", device="cpu", limit=120)
+    t = threshold_for_specificity(val.y_true != labels.index("NILM"), abnormal_score(val.probs, labels, "NILM"), 0.95)
+    assert sc["validation_threshold"] == pytest.approx(t)
+    test = EvalReport.load(tmp_path / "cells.eval.json")
+    want = screening_metrics(test.y_true, test.probs, labels, "NILM", 0.95, t)
+    for k in ("auroc", "sensitivity", "specificity", "n_abnormal", "n_negative"):
+        assert sc["test"][k] == pytest.approx(want[k]), k

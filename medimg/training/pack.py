@@ -182,7 +182,8 @@ def read_pack(path: str | Path, split: str, config: PreprocessConfig | None = No
 def finalise(spec_path: str | Path, device: str = "auto", limit: int | None = None) -> Any:
     """Finish a model trained elsewhere (from a pack) on the real data: temperature on the real validation
     split, test report on the real test split, data checksum of the real source; rewrites the spec and
-    ``<name>.eval.json`` beside the weights (the weights and their sha256 are unchanged).
+    ``<name>.eval.json`` beside the weights (the weights and their sha256 are unchanged). A model of the Bethesda
+    classes also stores its screening view (``metrics["screening"]``, :func:`medimg.training.screening.stored_screening`).
 
     Parameters
     ----------
@@ -203,8 +204,10 @@ def finalise(spec_path: str | Path, device: str = "auto", limit: int | None = No
     """
     from medimg.models import load_model
     from medimg.predict import choose_device
+    from medimg.screening import has_bethesda_grades
     from medimg.spec import save_spec, spec_task
     from medimg.training.calibration import calibrate_and_report
+    from medimg.training.screening import stored_screening
     from medimg.training.tasks import load_task_split
 
     dev = choose_device(device)
@@ -219,4 +222,7 @@ def finalise(spec_path: str | Path, device: str = "auto", limit: int | None = No
     out = Path(spec_path)
     save_spec(spec, out)
     report.save(out.with_name(f"{spec.name}.eval.json"))
+    if has_bethesda_grades(list(spec.labels)):  # the dashboard's screening view (NILM vs abnormal) reads it
+        spec = spec.replace(metrics={**spec.metrics, "screening": stored_screening(out, device=dev, limit=limit)})
+        save_spec(spec, out)
     return spec

@@ -30,8 +30,53 @@ from medimg.screening import (
     threshold_for_specificity,
 )
 
-__all__ = ["abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity", "screening_metrics",
-           "screening_report"]
+__all__ = ["stored_screening", "abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity",
+           "screening_metrics", "screening_report"]
+
+
+def stored_screening(spec_path: str | Path, negative: str = "NILM", specificity: float = 0.95,
+                     device: str = "auto", limit: int | None = None) -> dict[str, Any]:
+    """The screening view as the spec stores it (``metrics["screening"]``, read by the dashboard).
+
+    The decision threshold on the abnormal score ``1 - P(negative)`` is fixed on the validation split for the
+    target specificity; the test figures are measured at that threshold (never re-chosen on test).
+
+    Parameters
+    ----------
+    spec_path : path
+        The model's spec (weights beside it, sha256-checked), with the spec's temperature.
+    negative : str
+        The negative class (NILM for the Bethesda classes).
+    specificity : float
+        Target specificity in (0, 1) of the validation-fixed threshold.
+    device : str
+    limit : int, optional
+        At most this many images per split (quick checks).
+
+    Returns
+    -------
+    dict
+        ``negative``, ``validation_threshold`` (float in [0, 1]) and the ``val`` and ``test`` metrics of
+        :func:`screening_metrics`.
+
+    Raises
+    ------
+    ValueError
+        ``negative`` is not one of the model's labels.
+    medimg.errors.SpecError, medimg.errors.WeightsError
+    """
+    from medimg.training.evaluation import evaluate_split
+
+    val = evaluate_split(spec_path, "val", device=device, limit=limit)
+    test = evaluate_split(spec_path, "test", device=device, limit=limit)
+    labels = list(test.labels)
+    if negative not in labels:
+        raise ValueError(f"{negative!r} is not one of the model's labels {labels}")
+    yv, pv = np.asarray(val.y_true), np.asarray(val.probs)
+    t = threshold_for_specificity(yv != labels.index(negative), abnormal_score(pv, labels, negative), specificity)
+    return {"negative": negative, "validation_threshold": float(t),
+            "val": screening_metrics(yv, pv, labels, negative, specificity, t),
+            "test": screening_metrics(np.asarray(test.y_true), np.asarray(test.probs), labels, negative, specificity, t)}
 
 
 def screening_report(spec_path: str | Path, negative: str = "NILM", specificity: float = 0.95,
