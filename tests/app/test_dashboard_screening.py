@@ -19,7 +19,7 @@ from medimg.viz import screening_roc_figure
 REPO = Path(__file__).resolve().parents[2]
 PAGE = "pages/dashboard.py"
 PICKER = "medimg.model_picker"
-CERVIX = "cric_cervix_mobilenet_v2_96.json"
+CERVIX = "cric_cervix_mobilenet_v2_128.json"
 CHEST = "kermany_cxr_mobilenet_v2_224.json"
 
 

@@ -22,7 +22,7 @@ SHIPPED = list_weights(REPO / "weights")
 PICKER = "medimg.model_picker"
 CHEST = "kermany_cxr_mobilenet_v2_224.json"
 HEAD_CT = "head_ct_mobilenet_v2_224.json"
-CERVIX = "cric_cervix_mobilenet_v2_96.json"
+CERVIX = "cric_cervix_mobilenet_v2_128.json"
 BLOOD = "pbc_blood_mobilenet_v2_224.json"
 
 
@@ -157,7 +157,7 @@ def test_cervical_cytology_png_is_offered_the_colour_models(make_app, shared_dat
     assert_clean(at)
     assert "channels" in _failed_checks(at)
     colour = sorted((load_spec(p) for p in SHIPPED if load_spec(p).preprocess.in_chans == 3), key=lambda s: s.name)
-    assert {"cric_cervix_mobilenet_v2_96", "pbc_blood_mobilenet_v2_224"} <= {s.name for s in colour}
+    assert {"cric_cervix_mobilenet_v2_128", "pbc_blood_mobilenet_v2_224"} <= {s.name for s in colour}
     assert len(colour) <= 3, "the page offers the models of the image's kind when there are at most three"
     (text,) = _suggestions(at)
     assert text.startswith("This image is in colour; the selected model was trained on grayscale images.")
