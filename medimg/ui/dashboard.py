@@ -346,6 +346,32 @@ def case_captions(report: EvalReport, cases: list[int], y_pred: np.ndarray) -> l
     return out
 
 
+def gallery_columns(captions: list[str], max_cols: int = 5) -> int:
+    """Columns of the case gallery so that every caption line fits over its tile.
+
+    The gallery sits in half the page (about 460 px at a 1,440 px window); a 10 px caption font needs about 5.5 px
+    per character, so five tiles take lines of up to 17 characters (``p(pneumonia) 0.97``), four up to 22 and three
+    up to 28 (``p(meningioma_tumor) 1.00`` would otherwise run into its neighbours' captions).
+
+    Parameters
+    ----------
+    captions : list of str
+        The tiles' captions, lines separated by ``<br>`` (:func:`case_captions`).
+    max_cols : int
+        The most columns (>= 1).
+
+    Returns
+    -------
+    int
+        Columns in ``[1, max_cols]``.
+    """
+    longest = max((len(line) for c in captions for line in c.split("<br>")), default=0)
+    for cols, fits in ((5, 17), (4, 22), (3, 28), (2, 44)):
+        if longest <= fits:
+            return max(1, min(cols, max_cols))
+    return 1
+
+
 def fmt(v: Any) -> str:
     """A metric value with 3 decimals, or ``n/a``."""
     return _fmt(v)
@@ -435,7 +461,8 @@ def show_cases(option: ModelOption, report: EvalReport, y_pred: np.ndarray, cell
                      hide_index=True, width="stretch", key="cases-table")
         return
     images, maps, seconds = gal
-    st.plotly_chart(case_gallery_figure(images, list(maps), caps, cols=5, tile_px=200), key="cases-gallery")
+    st.plotly_chart(case_gallery_figure(images, list(maps), caps, cols=gallery_columns(caps), tile_px=200),
+                    key="cases-gallery")
     st.caption(f"Each image as the network saw it, with the Grad-CAM of the predicted class (relative, min–max per "
                f"image); computed in one batched pass ({seconds:.2f} s). Probabilities are calibrated.")
     pick = st.selectbox("Open a case in the saliency lab", range(len(shown)),

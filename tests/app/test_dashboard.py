@@ -17,7 +17,7 @@ from sklearn import metrics as skm
 from streamlit.testing.v1 import AppTest
 
 from medimg.evaluate import EvalReport
-from medimg.ui.dashboard import CELL_KEY
+from medimg.ui.dashboard import CELL_KEY, case_captions, gallery_columns
 from medimg.ui.saliency import CASE_KEY
 
 PAGE = "pages/dashboard.py"
@@ -275,3 +275,23 @@ def test_dashboard_without_models(make_app, tmp_path: Path) -> None:
     assert_clean(at)
     assert_notice(at)
     assert any("nothing to report" in i.value for i in at.info)
+
+
+def test_gallery_columns_make_room_for_long_class_names() -> None:
+    """Five tiles for short labels; fewer when a caption line (a brain MRI class name) would overrun its tile."""
+    def report(labels: list[str]) -> EvalReport:
+        k = len(labels)
+        probs = np.full((k, k), 0.01)
+        probs[np.arange(k), (np.arange(k) + 1) % k] = 1.0 - 0.01 * (k - 1)
+        return EvalReport("m", "test", labels, np.arange(k), probs, [], None, None, {})
+
+    short = report(["NILM", "ASC-US", "LSIL", "ASC-H", "HSIL", "SCC"])
+    long = report(["glioma_tumor", "meningioma_tumor", "pituitary_tumor", "no_tumor"])
+    cases_s, cases_l = list(range(6)), list(range(4))
+    caps_s = case_captions(short, cases_s, short.probs.argmax(1))
+    caps_l = case_captions(long, cases_l, long.probs.argmax(1))
+    assert gallery_columns(caps_s) == 5
+    assert max(len(line) for c in caps_l for line in c.split("<br>")) == len("p(meningioma_tumor) 0.97")
+    assert gallery_columns(caps_l) == 3
+    assert gallery_columns(caps_l, max_cols=2) == 2 and gallery_columns([]) == 5
+    assert gallery_columns(["x" * 60]) == 1
