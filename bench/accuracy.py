@@ -496,7 +496,7 @@ def main() -> None:
                          f"{g['accuracy']:.3f}, macro-F1 {g['macro_f1']:.3f}, sensitivity "
                          + " / ".join(f"{v:.3f}" for v in g["sensitivity"])
                          + f"; ASC-H called high-grade {asch['called'][h]}/{asch['n']}")
-            d = averaged_ovr_metrics(r.y_true, r.probs.argmax(1), len(r.labels))
+            d = averaged_ovr_metrics(r.y_true, r.y_pred, len(r.labels))
             notes.append(f"- {spec.name} on Diniz et al.'s scale (their released code's class-averaged one-vs-rest "
                          f"counts, our image-grouped test split): precision = recall = F1 = {d['f1']:.3f}, "
                          f"'accuracy' {d['accuracy']:.3f}, 'specificity' {d['specificity']:.3f}")

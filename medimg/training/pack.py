@@ -183,7 +183,7 @@ def finalise(spec_path: str | Path, device: str = "auto", limit: int | None = No
     """Finish a model trained elsewhere (from a pack) on the real data: temperature on the real validation
     split, test report on the real test split, data checksum of the real source; rewrites the spec and
     ``<name>.eval.json`` beside the weights (the weights and their sha256 are unchanged). A model of the Bethesda
-    classes also stores its screening view (``metrics["screening"]``, :func:`medimg.training.screening.stored_screening`).
+    classes also stores its screening view (``metrics["screening"]``, :func:`medimg.training.screening.screening_view`).
 
     Parameters
     ----------
@@ -203,11 +203,11 @@ def finalise(spec_path: str | Path, device: str = "auto", limit: int | None = No
     medimg.errors.SpecError, medimg.errors.WeightsError
     """
     from medimg.models import load_model
-    from medimg.predict import choose_device
+    from medimg.predict import batch_logits, choose_device, softmax
     from medimg.screening import has_bethesda_grades
     from medimg.spec import save_spec, spec_task
     from medimg.training.calibration import calibrate_and_report
-    from medimg.training.screening import stored_screening
+    from medimg.training.screening import screening_view
     from medimg.training.tasks import load_task_split
 
     dev = choose_device(device)
@@ -219,10 +219,12 @@ def finalise(spec_path: str | Path, device: str = "auto", limit: int | None = No
     training["data_checksum_sha256_manifest"] = source_checksum(task_key)
     training["finalised_on"] = "the real validation and test images (temperature, test metrics)"
     spec = spec.replace(training=training)
+    if has_bethesda_grades(list(spec.labels)):  # the dashboard's screening view (NILM vs abnormal) reads it
+        val = splits["val"]  # already loaded; the test probabilities are the report's
+        p_val = softmax(batch_logits(net, val.x, spec.preprocess, dev), spec.temperature)
+        sc = screening_view(val.y.numpy(), p_val, report.y_true, report.probs, list(spec.labels))
+        spec = spec.replace(metrics={**spec.metrics, "screening": sc})
     out = Path(spec_path)
     save_spec(spec, out)
     report.save(out.with_name(f"{spec.name}.eval.json"))
-    if has_bethesda_grades(list(spec.labels)):  # the dashboard's screening view (NILM vs abnormal) reads it
-        spec = spec.replace(metrics={**spec.metrics, "screening": stored_screening(out, device=dev, limit=limit)})
-        save_spec(spec, out)
     return spec

@@ -30,12 +30,12 @@ from medimg.screening import (
     threshold_for_specificity,
 )
 
-__all__ = ["stored_screening", "abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity",
+__all__ = ["screening_view", "abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity",
            "screening_metrics", "screening_report"]
 
 
-def stored_screening(spec_path: str | Path, negative: str = "NILM", specificity: float = 0.95,
-                     device: str = "auto", limit: int | None = None) -> dict[str, Any]:
+def screening_view(y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray,
+                   labels: list[str], negative: str = "NILM", specificity: float = 0.95) -> dict[str, Any]:
     """The screening view as the spec stores it (``metrics["screening"]``, read by the dashboard).
 
     The decision threshold on the abnormal score ``1 - P(negative)`` is fixed on the validation split for the
@@ -43,15 +43,16 @@ def stored_screening(spec_path: str | Path, negative: str = "NILM", specificity:
 
     Parameters
     ----------
-    spec_path : path
-        The model's spec (weights beside it, sha256-checked), with the spec's temperature.
+    y_val, y_test : (N,) int ndarray
+        Reference class indices of the validation and test images.
+    p_val, p_test : (N, K) float ndarray
+        Calibrated class probabilities (rows sum to 1) of the same images.
+    labels : list of str
+        The K class names, in the probabilities' column order.
     negative : str
         The negative class (NILM for the Bethesda classes).
     specificity : float
         Target specificity in (0, 1) of the validation-fixed threshold.
-    device : str
-    limit : int, optional
-        At most this many images per split (quick checks).
 
     Returns
     -------
@@ -62,21 +63,15 @@ def stored_screening(spec_path: str | Path, negative: str = "NILM", specificity:
     Raises
     ------
     ValueError
-        ``negative`` is not one of the model's labels.
-    medimg.errors.SpecError, medimg.errors.WeightsError
+        ``negative`` is not one of ``labels``.
     """
-    from medimg.training.evaluation import evaluate_split
-
-    val = evaluate_split(spec_path, "val", device=device, limit=limit)
-    test = evaluate_split(spec_path, "test", device=device, limit=limit)
-    labels = list(test.labels)
     if negative not in labels:
         raise ValueError(f"{negative!r} is not one of the model's labels {labels}")
-    yv, pv = np.asarray(val.y_true), np.asarray(val.probs)
+    yv, pv, yt, pt = (np.asarray(a) for a in (y_val, p_val, y_test, p_test))
     t = threshold_for_specificity(yv != labels.index(negative), abnormal_score(pv, labels, negative), specificity)
     return {"negative": negative, "validation_threshold": float(t),
             "val": screening_metrics(yv, pv, labels, negative, specificity, t),
-            "test": screening_metrics(np.asarray(test.y_true), np.asarray(test.probs), labels, negative, specificity, t)}
+            "test": screening_metrics(yt, pt, labels, negative, specificity, t)}
 
 
 def screening_report(spec_path: str | Path, negative: str = "NILM", specificity: float = 0.95,
@@ -97,8 +92,8 @@ def screening_report(spec_path: str | Path, negative: str = "NILM", specificity:
     Returns
     -------
     dict
-        ``val`` and ``test`` screening metrics (:func:`screening_metrics`; test at the validation threshold),
-        ``multiclass`` (accuracy, macro-F1, per-class sensitivity by label name).
+        :func:`screening_view` (``negative``, ``validation_threshold``, ``val`` and ``test`` screening metrics)
+        and ``multiclass`` (accuracy, macro-F1, per-class sensitivity by label name).
     """
     from medimg.evaluate import compute_metrics
     from medimg.training.evaluation import evaluate_split
@@ -106,11 +101,7 @@ def screening_report(spec_path: str | Path, negative: str = "NILM", specificity:
     val = evaluate_split(spec_path, "val", device=device)
     test = evaluate_split(spec_path, "test", device=device)
     labels = list(test.labels)
-    yv, pv = np.asarray(val.y_true), np.asarray(val.probs)
-    yt, pt = np.asarray(test.y_true), np.asarray(test.probs)
-    t = threshold_for_specificity(yv != labels.index(negative), abnormal_score(pv, labels, negative), specificity)
-    m = compute_metrics(yt, pt)
-    return {"val": screening_metrics(yv, pv, labels, negative, specificity, t),
-            "test": screening_metrics(yt, pt, labels, negative, specificity, t),
+    m = compute_metrics(np.asarray(test.y_true), np.asarray(test.probs))
+    return {**screening_view(val.y_true, val.probs, test.y_true, test.probs, labels, negative, specificity),
             "multiclass": {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "auroc": m["auroc"],
                            "per_class_sensitivity": dict(zip(labels, m["per_class_sensitivity"], strict=True))}}
