@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-__all__ = ["abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity", "screening_metrics",
+__all__ = ["abnormal_score", "sensitivity_at_specificity", "threshold_for_specificity", "threshold_for_sensitivity",
+           "screening_metrics",
            "BETHESDA_GRADES", "GRADE_ORDER", "has_bethesda_grades", "grade_probs", "grade_of", "grade_metrics"]
 
 #: The Bethesda squamous categories by grade (Nayar & Wilbur 2015, ch. 5): class name -> grade.
@@ -101,6 +102,39 @@ def threshold_for_specificity(y_abnormal: np.ndarray, score: np.ndarray, specifi
     k = int(np.ceil(specificity * len(neg))) - 1  # the k-th smallest negative score must fall below t
     k = min(max(k, 0), len(neg) - 1)
     return float(np.nextafter(neg[k], np.inf))
+
+
+def threshold_for_sensitivity(y_positive: np.ndarray, score: np.ndarray, sensitivity: float = 0.95) -> float:
+    """Largest threshold ``t`` (call positive when ``score >= t``) whose sensitivity on these data is at least
+    ``sensitivity``: the ``1 - sensitivity`` quantile of the positives' scores.
+
+    The mirror of :func:`threshold_for_specificity` for a miss that costs more than a false alarm (a high-grade
+    lesion not referred for colposcopy). Fix it on the validation split and measure it on the test split.
+
+    Parameters
+    ----------
+    y_positive : (N,) bool or {0, 1} ndarray
+    score : (N,) float ndarray, higher = more likely positive
+    sensitivity : float in (0, 1]
+
+    Returns
+    -------
+    float
+        A score value of one positive image (so at least ``ceil(sensitivity * n_positive)`` positives reach it).
+
+    Raises
+    ------
+    ValueError
+        No positive image, or ``sensitivity`` outside (0, 1].
+    """
+    if not 0.0 < sensitivity <= 1.0:
+        raise ValueError(f"sensitivity must lie in (0, 1], got {sensitivity}")
+    y = np.asarray(y_positive).astype(bool)
+    pos = np.sort(np.asarray(score, dtype=np.float64)[y])[::-1]  # descending
+    if len(pos) == 0:
+        raise ValueError("no positive image to set a sensitivity on")
+    k = int(np.ceil(sensitivity * len(pos) - 1e-9)) - 1  # keep the k + 1 highest positives at or above t
+    return float(pos[min(max(k, 0), len(pos) - 1)])
 
 
 def screening_metrics(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], negative: str = "NILM",

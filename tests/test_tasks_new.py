@@ -12,6 +12,7 @@ import pytest
 from medimg.catalog import read_manifest
 from medimg.errors import SpecError
 from medimg.evaluate import EvalReport
+from medimg.screening import threshold_for_sensitivity
 from medimg.spec import PreprocessConfig
 from medimg.training.cv import summarise_cv
 from medimg.training.screening import (
@@ -130,3 +131,19 @@ def test_threshold_for_specificity_holds_on_its_data() -> None:
     sens = float((score[y] >= t).mean())
     assert abs(sens - sensitivity_at_specificity(y, score, 0.95)) < 0.01  # same point as read off the ROC
     assert 0.2 < sens < 0.45  # d' = 1: about 26 % at 95 % specificity
+
+
+def test_threshold_for_sensitivity_holds_on_its_data() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.random(1000) < 0.2
+    score = np.where(y, rng.normal(1.0, 1.0, 1000), rng.normal(0.0, 1.0, 1000))
+    for target in (0.5, 0.9, 0.95, 1.0):
+        t = threshold_for_sensitivity(y, score, target)
+        sens = float((score[y] >= t).mean())
+        assert target <= sens < target + 1.5 / y.sum()  # at least the target, by no more than one image
+        assert t in score[y]  # one positive's score: the largest threshold that keeps that many
+    assert threshold_for_sensitivity(y, score, 1.0) == score[y].min()
+    with pytest.raises(ValueError):
+        threshold_for_sensitivity(np.zeros(5, bool), score[:5], 0.9)
+    with pytest.raises(ValueError):
+        threshold_for_sensitivity(y, score, 0.0)
