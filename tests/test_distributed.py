@@ -1,5 +1,6 @@
-"""`medimg train` under torchrun with 2 CPU processes (gloo): a short smoke run in the default suite, and the
-full check that it matches a single process behind the slow marker."""
+"""`medimg train` under torchrun with 2 CPU processes (gloo): a short smoke run and the full check that it matches
+a single process, both behind the slow marker (each starts two torch processes: 18 s for the smoke run on 2 cores);
+CI (`.ci/run`) runs the smoke run after the default suite."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def _run(cmd: list[str], out: Path, args: list[str] = ARGS) -> dict:
     return json.loads((out / "ddp.log.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(200)
 def test_two_gloo_processes_smoke(shared_data: Path, tmp_path: Path) -> None:
     """Two processes start, share one epoch of global batches, and rank 0 alone writes the outputs."""
