@@ -28,11 +28,12 @@ from medimg.training.evaluation import evaluate_split
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rates(call: np.ndarray, positive: np.ndarray) -> dict[str, float | int]:
-    """Sensitivity, specificity and PPV of boolean calls against boolean truth."""
+def rates(call: np.ndarray, positive: np.ndarray) -> dict[str, float | int | None]:
+    """Sensitivity, specificity and PPV of boolean calls (N,) against boolean truth (N,); PPV None (JSON null,
+    not the non-standard NaN) when nothing is called."""
     return {"called": int(call.sum()), "sensitivity": round(float(call[positive].mean()), 4),
             "specificity": round(float((~call[~positive]).mean()), 4),
-            "ppv": round(float(positive[call].mean()), 4) if call.any() else float("nan")}
+            "ppv": round(float(positive[call].mean()), 4) if call.any() else None}
 
 
 def main() -> None:
