@@ -1,6 +1,6 @@
 """The real-browser tests share one ``streamlit run app.py`` server (a session fixture): each test opens its own
 browser page, i.e. its own Streamlit session, so nothing of one test's upload is seen by another, and the server
-starts and loads its models once for all of them."""
+starts and loads its models once for all of them (once per pytest-xdist worker that runs one)."""
 
 from __future__ import annotations
 
