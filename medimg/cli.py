@@ -195,6 +195,9 @@ def _add_train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--mask-weight", type=float, default=d.mask_weight,
                    help="weight of the lesion-mask auxiliary loss on the explained layer (tasks with expert "
                    "masks, e.g. busi; the auxiliary head is not shipped); 0 turns it off")
+    t.add_argument("--grade-weight", type=float, default=d.grade_weight,
+                   help="weight of the grade-aware loss (Bethesda classes, e.g. cric-cervix): the true grade's "
+                   "negative log-likelihood is added to the cross-entropy; 0 turns it off")
     t.add_argument("--data-pack", default=d.data_pack,
                    help="train from a data pack (medimg pack) instead of the data folder; then medimg finalise")
 

@@ -7,6 +7,7 @@
   torchrun, resumable checkpoints).
 - :mod:`~medimg.training.calibration`: temperature scaling; :mod:`~medimg.training.gate_fit`: the
   out-of-distribution gate; :mod:`~medimg.training.reference_sets`: what the gate must refuse.
+- :mod:`~medimg.training.grades`: the grade-aware auxiliary loss for Bethesda classes (``--grade-weight``).
 - :mod:`~medimg.training.evaluation`: a split's EvalReport; :mod:`~medimg.training.baselines`: HOG + linear
   classifiers.
 

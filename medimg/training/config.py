@@ -71,6 +71,10 @@ class TrainConfig:
         Weight >= 0 of the lesion-mask auxiliary loss (:mod:`medimg.training.masks`): a 1 x 1 head on the
         ``cam_layer`` predicts the expert mask, its per-image binary cross-entropy is added with this weight.
         Needs a task whose manifest has a ``mask`` column (BUSI); the head is not shipped. 0: off.
+    grade_weight : float
+        Weight >= 0 of the grade-aware auxiliary loss (:mod:`medimg.training.grades`): the negative log-likelihood
+        of the true Bethesda grade (the summed probability of its classes) is added, per sample and with the same
+        class weights, to the cross-entropy. Needs Bethesda class labels (cric-cervix). 0: off.
     data_pack : str, optional
         Train from a data pack (:func:`medimg.training.pack.write_pack`) instead of the data folder: for a
         machine without the data; finish the model on the real images with ``medimg finalise``.
@@ -115,6 +119,7 @@ class TrainConfig:
     distil_weight: float = 0.5
     distil_temperature: float = 2.0
     mask_weight: float = 0.0
+    grade_weight: float = 0.0
 
     @property
     def stem(self) -> str:

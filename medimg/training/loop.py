@@ -38,6 +38,7 @@ from medimg.predict import batch_logits, choose_device, softmax
 from medimg.spec import ModelSpec, PreprocessConfig
 from medimg.training import data as mdata
 from medimg.training import distil as mdistil
+from medimg.training import grades as mgrades
 from medimg.training import masks as mmasks
 from medimg.training.calibration import calibrate_and_report
 from medimg.training.config import TrainConfig
@@ -240,6 +241,16 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
     else:
         weight = torch.ones(len(labels))
     weight = weight.to(device)
+    membership, grade_names = None, ()
+    if cfg.grade_weight:  # grade-aware auxiliary loss (training.grades): Bethesda classes only
+        if cfg.grade_weight < 0:
+            raise SpecError(f"--grade-weight must be >= 0 (got {cfg.grade_weight})")
+        try:
+            membership, grade_names = mgrades.grade_membership(labels)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
+        membership = membership.to(device)
+        log.info("grade-aware loss (weight %.2f) over the grades %s", cfg.grade_weight, grade_names)
     dataset = mdata.AugmentedDataset(splits["train"], pp, mdata.augmentation(task.modality, cfg.input_size), seed=cfg.seed)
     if len(dataset) < cfg.batch_size:
         raise SpecError(f"the training split has {len(dataset)} images, fewer than one batch of {cfg.batch_size}; "
@@ -301,6 +312,8 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
             denom = weight[yb].sum().detach()
             if distributed:
                 dist.all_reduce(denom)
+            if membership is not None:  # the true grade's NLL, with the same class weights and normaliser
+                per_sample = per_sample + cfg.grade_weight * weight[yb] * mgrades.grade_nll(logits, yb, membership)
             loss = per_sample.sum() / denom * world
             if teachers:
                 soft = mdistil.teacher_probabilities(teachers, xb, cfg.distil_temperature, autocast=amp)
@@ -373,6 +386,7 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                 else "medmnist md5 (package INFO)")
     distilled = (f", distilled from {len(teachers)} network{'s' if len(teachers) > 1 else ''}" if teachers else "")
     distilled += ", lesion-mask-guided" if aux is not None else ""
+    distilled += ", grade-aware loss" if membership is not None else ""
     spec = ModelSpec(
         name=stem, title=(f"{task.title} ({cfg.arch}{', ImageNet-pretrained' if cfg.pretrained == 'imagenet' else ''}"
                           f"{distilled}"
@@ -390,6 +404,10 @@ def train(cfg: TrainConfig, argv: list[str] | None = None) -> ModelSpec:
                   "mask_supervision": ({"layer": get_architecture(cfg.arch).cam_layer, "weight": cfg.mask_weight,
                                         "grid": mask_grid, "loss": "binary cross-entropy on the area-averaged mask"}
                                        if aux is not None else None),
+                  "grade_supervision": ({"weight": cfg.grade_weight, "grades": list(grade_names),
+                                         "loss": "negative log-likelihood of the true grade (summed class "
+                                                 "probabilities), class-weighted like the cross-entropy"}
+                                        if membership is not None else None),
                   "data_pack": ({k: pack[k] for k in ("sha256", "format", "quality")} if pack is not None else None),
                   "cam_grid": _cam_grid(net, get_architecture(cfg.arch).cam_layer, pp, device)},
         metrics={}, tta=views_for_modality(task.modality),
