@@ -150,5 +150,11 @@ if history:
 else:
     st.info("No training log (`<name>.log.json`) beside this model.", icon=":material/history:")
 
+if option.spec is not None:
+    with st.expander("Model card: how this model was made", icon=":material/badge:"):
+        st.table(ui.model_card.model_card_rows(option.spec), hide_index=True)
+        st.caption("From the spec that ships beside the weights (`weights/<name>.json`): the weights load only when "
+                   "their sha256 matches it.")
+
 st.subheader("Report for reviewers")
 ui.report_review.download_button(option, report, threshold)

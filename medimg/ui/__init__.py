@@ -12,7 +12,8 @@ Public names
 - :class:`guard`: shows a :class:`medimg.MedimgError` as ``st.error(f"{err.title}: {err}")`` and anything else as a
   generic message; never a traceback.
 - :mod:`session` (the current upload, kept across pages), :mod:`analysis` (decode, predict, explain, overlay; results in ``st.session_state`` only), :mod:`viewer` (the image panel), :mod:`widgets`,
-  :mod:`dashboard`, and :mod:`viz` (the plotly figures).
+  :mod:`dashboard`, :mod:`model_card` (how a model was made, from its spec), and :mod:`viz` (the plotly
+  figures).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from medimg.ui.sidebar import (
     sidebar,
 )
 
-__all__ = ["viz", "analysis", "dashboard", "report_review", "saliency", "session", "viewer", "widgets", "guard", "error_text", "GENERIC_MESSAGE", "WEIGHTS_ENV",
+__all__ = ["viz", "analysis", "dashboard", "report_review", "model_card", "saliency", "session", "viewer", "widgets", "guard", "error_text", "GENERIC_MESSAGE", "WEIGHTS_ENV",
            "ModelOption", "available_models", "compute_slot", "device_label", "get_predictor", "weights_dir",
            "MODEL_KEY", "PICKER_KEY", "NOT_FOR_DIAGNOSIS", "notice", "selected_model", "sidebar", "app_chrome", "page_chrome"]
 
@@ -50,7 +51,7 @@ __all__ = ["viz", "analysis", "dashboard", "report_review", "saliency", "session
 #: Submodules imported when first used (``ui.analysis``, ``ui.viz`` ...): the first page draws before plotly,
 #: scikit-learn, scipy and torch are imported (cold start; see bench/cold_start.py).
 _LAZY = {"viz": "medimg.viz", "analysis": "medimg.ui.analysis", "dashboard": "medimg.ui.dashboard",
-         "report_review": "medimg.ui.report_review", "saliency": "medimg.ui.saliency",
+         "report_review": "medimg.ui.report_review", "model_card": "medimg.ui.model_card", "saliency": "medimg.ui.saliency",
          "viewer": "medimg.ui.viewer", "widgets": "medimg.ui.widgets"}
 
 

@@ -103,6 +103,10 @@ def build_html(option: ModelOption, report: EvalReport, threshold: float | None 
                      "its classes' calibrated probabilities; the most probable grade is called.</p>"
                      f"<p>{html.escape(dash.grade_line(grades).replace('**', ''))}</p>"
                      + _table(dash.grade_confusion_rows(grades)) + _table(dash.grade_routing_rows(grades)))
+    if spec is not None:
+        from medimg.ui.model_card import model_card_rows
+
+        parts.append("<h2>Model card: how this model was made</h2>" + _table(model_card_rows(spec)))
     figs.insert(0, ("Confusion matrix", viz.confusion_matrix_figure(dash.confusion_matrix_at(report, y_pred),
                                                                     report.labels, clickable=False)))
     before, e0, e1, t = dash.calibration(option, report)

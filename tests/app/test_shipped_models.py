@@ -255,6 +255,13 @@ def test_dashboard_of_each_shipped_model(make_app, spec_path: Path) -> None:
         y_pred = report.probs.argmax(axis=1)
     np.testing.assert_array_equal(z, confusion_matrix(report.y_true, y_pred, labels=range(spec.num_classes)))
     assert {"calibration", "training"} <= set(figs)
+    # the model card: the ImageNet start (every shipped model is fine-tuned from it), its sha256 and the weights'
+    card = next(dict(zip(t.value["Item"], t.value["Value"], strict=True)) for t in at.table
+                if "Item" in t.value.columns)
+    init = spec.training["initial_weights"]
+    assert card["Initial weights"].startswith(init["name"]) and init["sha256"][:12] in card["Initial weights"]
+    assert spec.sha256[:12] in card["Weights file"] and card["Command"] == spec.training["command"]
+    assert f"{spec.preprocess.input_size[0]} x {spec.preprocess.input_size[1]} px" in card["Network input"]
 
 
 def test_training_lab_compares_with_the_shipped_pneumoniamnist_model_at_its_own_size(shared_data: Path) -> None:

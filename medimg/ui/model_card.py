@@ -1,0 +1,132 @@
+"""The model card a reviewer reads before trusting a model: how the shipped network was made, from its spec.
+
+One row per question a reviewer asks (Mitchell et al., "Model Cards for Model Reporting", FAT* 2019, sections
+"Model details", "Training data", "Evaluation data"): what network, which initial weights (ImageNet or none; name
+and sha256), what the network sees (the preprocessing contract), which data and split sizes, how long and how it
+was trained (seed, epochs, the epoch kept, its validation AUROC, the loss), the exact command, how the
+probabilities were calibrated, what Grad-CAM reads, and which weights file this is (sha256). Everything comes from
+the spec JSON that ships beside the weights; nothing here reads patient data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medimg.spec import ModelSpec
+
+__all__ = ["model_card_rows"]
+
+
+def _short(digest: Any, n: int = 12) -> str:
+    return f"{digest[:n]}…" if isinstance(digest, str) and len(digest) > n else str(digest or "")
+
+
+def _loss(tr: dict[str, Any]) -> str:
+    cfg = tr.get("config") or {}
+    if cfg.get("balanced_sampling"):
+        parts = ["cross-entropy, class-balanced sampling"]
+    elif cfg.get("class_weighting", True):
+        parts = ["cross-entropy weighted by inverse class frequency"]
+    else:
+        parts = ["cross-entropy"]
+    if cfg.get("label_smoothing"):
+        parts.append(f"label smoothing {cfg['label_smoothing']}")
+    grade = tr.get("grade_supervision")
+    if grade:
+        parts.append(f"+ {grade['weight']} x the true Bethesda grade's negative log-likelihood")
+    mask = tr.get("mask_supervision")
+    if mask:
+        parts.append(f"+ {mask['weight']} x lesion-mask loss on {mask['layer']} (auxiliary head not shipped)")
+    teachers = tr.get("teachers")
+    if teachers:
+        parts.append(f"distilled from {len(teachers)} network{'s' if len(teachers) > 1 else ''} "
+                     f"(weight {cfg.get('distil_weight')}, temperature {cfg.get('distil_temperature')})")
+    return "; ".join(parts)
+
+
+def _schedule(tr: dict[str, Any]) -> str:
+    cfg = tr.get("config") or {}
+    bits = [f"AdamW, learning rate {cfg['lr']:g}" if "lr" in cfg else "AdamW"]
+    if cfg.get("pretrained") and cfg.get("backbone_lr_scale", 1.0) != 1.0:
+        bits.append(f"backbone at {cfg['backbone_lr_scale']:g} x")
+    if cfg.get("freeze_epochs"):
+        bits.append(f"first {cfg['freeze_epochs']} epoch{'s' if cfg['freeze_epochs'] > 1 else ''} head only")
+    if cfg.get("batch_size"):
+        bits.append(f"batch {cfg['batch_size']}")
+    if cfg.get("ema_decay"):
+        bits.append(f"weight EMA {cfg['ema_decay']:g}")
+    return ", ".join(bits)
+
+
+def model_card_rows(spec: ModelSpec) -> dict[str, list[str]]:
+    """The model card of one shipped model, as a two-column table.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model's spec (:mod:`medimg.spec`); its ``training`` dict is what ``medimg train`` recorded
+        (missing entries are left out, so hand-made or older specs still get a card).
+
+    Returns
+    -------
+    dict with keys ``"Item"`` and ``"Value"``
+        Equal-length lists of str, in reading order; ready for ``st.table`` or an HTML table. Digests are shown
+        as their first 12 hex digits.
+    """
+    tr = spec.training or {}
+    pp = spec.preprocess
+    rows: list[tuple[str, str]] = [("Architecture", spec.architecture),
+                                   ("Classes", ", ".join(spec.labels))]
+    init = tr.get("initial_weights")
+    if init:
+        adapted = f"; first convolution: {init['adapted_first_conv']}" if init.get("adapted_first_conv") else ""
+        rows.append(("Initial weights", f"{init.get('name', '?')} (sha256 {_short(init.get('sha256'))}, "
+                                        f"{init.get('source', 'local file')}){adapted}"))
+    elif tr:
+        rows.append(("Initial weights", "random (trained from scratch)"))
+    chans = "grey" if pp.in_chans == 1 else f"{pp.in_chans} channels"
+    rows.append(("Network input", f"{pp.input_size[0]} x {pp.input_size[1]} px, {chans}; window {pp.window}, "
+                                  f"ROI {pp.roi}, geometry {pp.geometry}, intensity {pp.intensity}"))
+    rows.append(("Normalisation", f"(x − {list(pp.mean)}) / {list(pp.std)} on the [0, 1] image"))
+    if tr.get("data"):
+        checksum = tr.get("data_checksum_sha256_manifest")
+        rows.append(("Training data", f"{tr['data']}" + (f" (manifest sha256 {_short(checksum)})"
+                                                        if checksum and " " not in str(checksum) else
+                                                        f" ({checksum})" if checksum else "")))
+    pack = tr.get("data_pack")
+    if isinstance(pack, dict) and pack:
+        rows.append(("Data pack", f"trained from a {dict(webp='WebP').get(pack.get('format'), pack.get('format', '?'))} data pack of these images (sha256 "
+                                  f"{_short(pack.get('sha256'))}, quality {pack.get('quality', '?')})"))
+    n = tr.get("n")
+    if isinstance(n, dict) and n:
+        rows.append(("Split sizes (images)", ", ".join(f"{k} {v:,}" for k, v in n.items())))
+    if tr.get("config"):
+        rows.append(("Loss", _loss(tr)))
+        rows.append(("Optimiser", _schedule(tr)))
+    if "epochs_run" in tr:
+        kept = f"; weights of epoch {tr['best_epoch']}" if tr.get("best_epoch") else ""
+        auroc = (f" (validation AUROC {tr['best_val_auroc']:.4f})"
+                 if isinstance(tr.get("best_val_auroc"), int | float) else "")
+        rows.append(("Epochs", f"{tr['epochs_run']} run{kept}{auroc}; seed {tr.get('seed', '?')}"))
+    if tr.get("wall_seconds") is not None:
+        procs = tr.get("processes") or 1
+        rows.append(("Training time", f"{tr['wall_seconds'] / 60:.1f} min on {tr.get('device', '?')}"
+                                      + (f" x {procs} processes" if procs > 1 else "")
+                                      + (f", torch {tr['torch']}" if tr.get("torch") else "")))
+    if tr.get("command"):
+        rows.append(("Command", tr["command"]))
+    if tr.get("finalised_on"):
+        rows.append(("Finalised on", tr["finalised_on"]))
+    rows.append(("Calibration", f"temperature {spec.temperature:.3f} fitted on the validation split"
+                                if abs(spec.temperature - 1.0) > 1e-9 else
+                                "temperature 1 (probabilities not rescaled)"))
+    grid = tr.get("cam_grid")
+    rows.append(("Grad-CAM layer", spec.cam_layer + (f" ({grid[0]} x {grid[1]} grid)" if grid else "")))
+    if spec.gate:
+        rows.append(("Applicability gate", "fitted on the validation split (refuses images unlike the training "
+                                           "data)"))
+    if spec.sha256:
+        rows.append(("Weights file", f"{spec.name}.safetensors (sha256 {_short(spec.sha256)})"))
+    if tr.get("code_commit"):
+        rows.append(("Code", f"medimg commit {_short(tr['code_commit'], 10)}"))
+    return {"Item": [r[0] for r in rows], "Value": [r[1] for r in rows]}

@@ -1,0 +1,81 @@
+"""The model card (medimg.ui.model_card): how a model was made, on the dashboard and in the reviewer's report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from apptest_helpers import assert_clean
+
+from medimg.spec import load_spec
+from medimg.ui.model_card import model_card_rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _card(spec) -> dict[str, str]:  # noqa: ANN001
+    rows = model_card_rows(spec)
+    assert len(rows["Item"]) == len(rows["Value"]) == len(set(rows["Item"]))
+    return dict(zip(rows["Item"], rows["Value"], strict=True))
+
+
+def test_card_of_a_shipped_pretrained_model_gives_its_provenance() -> None:
+    spec = load_spec(REPO / "weights" / "cric_cervix_mobilenet_v2_128.json")
+    card = _card(spec)
+    tr = spec.training
+    assert card["Architecture"] == "mobilenet_v2"
+    assert card["Classes"] == "NILM, ASC-US, LSIL, ASC-H, HSIL, SCC"
+    assert "IMAGENET1K_V1" in card["Initial weights"] and tr["initial_weights"]["sha256"][:12] in card["Initial weights"]
+    assert card["Network input"].startswith("128 x 128 px, 3 channels")
+    assert card["Split sizes (images)"] == ", ".join(f"{k} {v:,}" for k, v in tr["n"].items())
+    assert card["Loss"] == "cross-entropy weighted by inverse class frequency"
+    assert "backbone at 0.3 x" in card["Optimiser"] and "first 1 epoch head only" in card["Optimiser"]
+    assert card["Epochs"].startswith(f"{tr['epochs_run']} run; weights of epoch {tr['best_epoch']}")
+    assert card["Grad-CAM layer"] == f"{spec.cam_layer} (4 x 4 grid)"
+    assert f"temperature {spec.temperature:.3f}" in card["Calibration"]
+    assert spec.sha256[:12] in card["Weights file"]
+    assert "/work" not in json.dumps(card) and "/home" not in json.dumps(card)  # no machine's paths
+
+
+def test_card_says_scratch_and_the_extra_losses() -> None:
+    spec = load_spec(REPO / "weights" / "cric_cervix_mobilenet_v2_128.json")
+    tr = dict(spec.training, initial_weights=None,
+              grade_supervision={"weight": 0.5, "grades": ["NILM", "low-grade", "high-grade"]},
+              config=dict(spec.training["config"], pretrained=None, balanced_sampling=True))
+    card = _card(replace(spec, training=tr, temperature=1.0))
+    assert card["Initial weights"] == "random (trained from scratch)"
+    assert card["Loss"] == ("cross-entropy, class-balanced sampling; + 0.5 x the true Bethesda grade's negative "
+                            "log-likelihood")
+    assert "backbone" not in card["Optimiser"]
+    assert card["Calibration"].startswith("temperature 1 ")
+
+
+def test_card_of_a_spec_without_training_record_still_describes_the_network(tiny_spec_path: Path) -> None:
+    spec = replace(load_spec(tiny_spec_path), training={})
+    card = _card(spec)
+    assert set(card) >= {"Architecture", "Classes", "Network input", "Normalisation", "Calibration", "Grad-CAM layer"}
+    assert "Initial weights" not in card and "Command" not in card  # nothing claimed that the spec does not say
+
+
+def test_dashboard_shows_the_model_card(make_app) -> None:
+    at = make_app("pages/dashboard.py").run()
+    at.sidebar.selectbox(key="medimg.model_picker").set_value("tiny_smallcnn.json").run()
+    assert_clean(at)
+    assert any(e.label == "Model card: how this model was made" for e in at.expander)
+    card = next(dict(zip(t.value["Item"], t.value["Value"], strict=True)) for t in at.table
+                if "Item" in t.value.columns)
+    assert card["Architecture"] == "smallcnn" and card["Classes"] == "normal, pneumonia"
+    assert card["Grad-CAM layer"] == "features.conv3"
+
+
+def test_reviewer_report_carries_the_model_card() -> None:
+    from medimg.evaluate import EvalReport
+    from medimg.ui.report_review import build_html
+    from medimg.ui.resources import ModelOption
+
+    option = ModelOption(path=REPO / "weights" / "busi_mobilenet_v2_224.json",
+                         spec=load_spec(REPO / "weights" / "busi_mobilenet_v2_224.json"))
+    doc = build_html(option, EvalReport.load(option.eval_path)).decode("utf-8")
+    assert "<h2>Model card: how this model was made</h2>" in doc
+    assert option.spec.training["initial_weights"]["sha256"][:12] in doc and option.spec.sha256[:12] in doc
