@@ -13,7 +13,7 @@ Printed as a table and written to ``bench/results/cam_layers.json``; numbers are
 
 Usage::
 
-    uv run python bench/cam_layers.py [--model weights/busi_mobilenet_v2_224.json] [--faithful 40]
+    uv run python bench/cam_layers.py [--model weights/busi_mobilenet_v2_288.json] [--faithful 40]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ CANDIDATES = "features.6,features.13,features.16,features.18"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "weights" / "busi_mobilenet_v2_224.json"))
+    ap.add_argument("--model", default=str(REPO / "weights" / "busi_mobilenet_v2_288.json"))
     ap.add_argument("--layers", default=CANDIDATES)
     ap.add_argument("--methods", default="gradcam,hirescam")
     ap.add_argument("--faithful", type=int, default=40, help="images scored by deletion/insertion (0: skip)")

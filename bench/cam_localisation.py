@@ -2,7 +2,7 @@
 
 Usage::
 
-    uv run python bench/cam_localisation.py [--model weights/busi_mobilenet_v2_224.json] [--split test]
+    uv run python bench/cam_localisation.py [--model weights/busi_mobilenet_v2_288.json] [--split test]
 
 For every benign or malignant image of the split (normal images have no lesion), each CAM method explains the
 true class; the masks go through the model's own preprocessing. Printed beside two reference maps measured in
@@ -55,7 +55,7 @@ def lesion_inputs(spec: ModelSpec, split: str = "test") -> tuple[np.ndarray, np.
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "weights" / "busi_mobilenet_v2_224.json"))
+    ap.add_argument("--model", default=str(REPO / "weights" / "busi_mobilenet_v2_288.json"))
     ap.add_argument("--split", default="test")
     ap.add_argument("--methods", default="gradcam,hirescam,gradcam++,xgradcam,layercam,eigencam",
                     help="comma-separated CAM methods (Score-CAM costs one forward pass per channel: add it on a GPU)")

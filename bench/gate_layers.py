@@ -7,7 +7,7 @@ scaled layer distances are compared: their maximum (what the gate uses) and thei
 in-distribution test pass rate of each and, per out-of-scope reference set, the share it flags. No out-of-scope
 image is used to fit anything. Numbers are printed, never asserted.
 
-    uv run python bench/gate_layers.py [--models busi_mobilenet_v2_224,...] [--n 100]
+    uv run python bench/gate_layers.py [--models busi_mobilenet_v2_288,...] [--n 100]
 """
 
 from __future__ import annotations

@@ -349,7 +349,7 @@ def test_default_model_is_the_chest_radiograph_one_and_label_follows(make_app) -
     assert at.get("file_uploader")[0].label.startswith("Chest radiograph (CR, DX)")
     picker.set_value("brain_mri_mobilenet_v2_224.json").run()
     assert at.get("file_uploader")[0].label.startswith("Brain MRI (MR)")
-    picker.set_value("busi_mobilenet_v2_224.json").run()
+    picker.set_value("busi_mobilenet_v2_288.json").run()
     assert at.get("file_uploader")[0].label.startswith("Breast ultrasound (US)")
     picker.set_value("head_ct_mobilenet_v2_224.json").run()
     assert at.get("file_uploader")[0].label.startswith("Head CT (CT)")

@@ -74,8 +74,8 @@ def test_reviewer_report_carries_the_model_card() -> None:
     from medimg.ui.report_review import build_html
     from medimg.ui.resources import ModelOption
 
-    option = ModelOption(path=REPO / "weights" / "busi_mobilenet_v2_224.json",
-                         spec=load_spec(REPO / "weights" / "busi_mobilenet_v2_224.json"))
+    option = ModelOption(path=REPO / "weights" / "busi_mobilenet_v2_288.json",
+                         spec=load_spec(REPO / "weights" / "busi_mobilenet_v2_288.json"))
     doc = build_html(option, EvalReport.load(option.eval_path)).decode("utf-8")
     assert "<h2>Model card: how this model was made</h2>" in doc
     assert option.spec.training["initial_weights"]["sha256"][:12] in doc and option.spec.sha256[:12] in doc
