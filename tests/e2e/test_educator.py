@@ -64,7 +64,7 @@ def test_training_lab_trains_one_epoch_and_draws_the_curve(lab_server: tuple[str
             """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => {
                    const names = (el.data || []).map(t => t.name || '');
                    return names.some(n => n.startsWith('HOG + SVM')) && names.some(n => n.startsWith('shipped'));
-               })""", timeout=240_000)
+               })""")  # the page default (PAGE_TIMEOUT_MS): a loaded 2-core machine needs minutes
         page.set_viewport_size({"width": 1440, "height": 3200})
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / "train_lab.png"), full_page=True)
@@ -74,7 +74,7 @@ def test_training_lab_trains_one_epoch_and_draws_the_curve(lab_server: tuple[str
         # Inside the CNN, same session: the shipped model's layers
         page.get_by_role("link", name="Inside the CNN").click()
         page.get_by_role("heading", name="Inside the CNN").wait_for()
-        page.get_by_text("how many input pixels", exact=False).first.wait_for(timeout=120_000)
+        page.get_by_text("how many input pixels", exact=False).first.wait_for()
         page.wait_for_timeout(1000)
         page.screenshot(path=str(shots / "inside_layers.png"), full_page=True)
     server_log = log.read_text(errors="replace")
