@@ -29,7 +29,8 @@ def test_card_of_a_shipped_pretrained_model_gives_its_provenance() -> None:
     assert "IMAGENET1K_V1" in card["Initial weights"] and tr["initial_weights"]["sha256"][:12] in card["Initial weights"]
     assert card["Network input"].startswith("128 x 128 px, 3 channels")
     assert card["Split sizes (images)"] == ", ".join(f"{k} {v:,}" for k, v in tr["n"].items())
-    assert card["Loss"] == "cross-entropy weighted by inverse class frequency"
+    assert card["Loss"] == ("cross-entropy weighted by inverse class frequency; + 1.0 x the true Bethesda grade's "
+                            "negative log-likelihood")  # the shipped model's grade-aware loss (--grade-weight 1)
     assert "backbone at 0.3 x" in card["Optimiser"] and "first 1 epoch head only" in card["Optimiser"]
     assert card["Epochs"].startswith(f"{tr['epochs_run']} run; weights of epoch {tr['best_epoch']}")
     assert card["Grad-CAM layer"] == f"{spec.cam_layer} (4 x 4 grid)"
