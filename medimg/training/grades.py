@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from medimg.screening import BETHESDA_GRADES, GRADE_ORDER
+from medimg.screening import grade_probs
 
 __all__ = ["grade_membership", "grade_nll"]
 
@@ -37,25 +38,21 @@ def grade_membership(labels: Sequence[str], grades: dict[str, str] | None = None
     membership : (K, G) bool tensor
         ``membership[k, g]`` is True when class ``k`` belongs to grade ``g``; every row has exactly one True.
     names : tuple of str
-        The G grades present, in :data:`medimg.screening.GRADE_ORDER` (then order of appearance).
+        The G grades present, in :data:`medimg.screening.GRADE_ORDER` (then order of appearance), exactly as
+        :func:`medimg.screening.grade_probs` orders them.
 
     Raises
     ------
     ValueError
         A label has no grade, or all labels fall in one grade (the term would be constant zero).
     """
-    grades = BETHESDA_GRADES if grades is None else grades
-    missing = [label for label in labels if label not in grades]
-    if missing:
-        raise ValueError(f"no Bethesda grade for the classes {missing}: --grade-weight needs Bethesda classes")
-    present = [grades[label] for label in labels]
-    names = tuple([g for g in GRADE_ORDER if g in present] + [g for g in dict.fromkeys(present) if g not in GRADE_ORDER])
+    try:  # a class's membership row is its one-hot probability summed by grade: screening's own mapping and order
+        one_hot, names = grade_probs(np.eye(len(labels)), labels, grades)
+    except ValueError as e:
+        raise ValueError(f"no Bethesda grade for these labels ({e}): --grade-weight needs Bethesda classes") from None
     if len(names) < 2:
         raise ValueError(f"all classes fall in one grade ({names[0]!r}): a grade loss would be constant")
-    membership = torch.zeros(len(labels), len(names), dtype=torch.bool)
-    for k, g in enumerate(present):
-        membership[k, names.index(g)] = True
-    return membership, names
+    return torch.from_numpy(one_hot > 0.5), names
 
 
 def grade_nll(logits: torch.Tensor, target: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:

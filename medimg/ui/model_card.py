@@ -77,26 +77,27 @@ def model_card_rows(spec: ModelSpec) -> dict[str, list[str]]:
     pp = spec.preprocess
     rows: list[tuple[str, str]] = [("Architecture", spec.architecture),
                                    ("Classes", ", ".join(spec.labels))]
-    init = tr.get("initial_weights")
-    if init:
-        adapted = f"; first convolution: {init['adapted_first_conv']}" if init.get("adapted_first_conv") else ""
-        rows.append(("Initial weights", f"{init.get('name', '?')} (sha256 {_short(init.get('sha256'))}, "
-                                        f"{init.get('source', 'local file')}){adapted}"))
-    elif tr:
-        rows.append(("Initial weights", "random (trained from scratch)"))
+    if "initial_weights" in tr:  # recorded by medimg train: None means a random start
+        init = tr["initial_weights"]
+        if init:
+            adapted = f"; first convolution: {init['adapted_first_conv']}" if init.get("adapted_first_conv") else ""
+            rows.append(("Initial weights", f"{init.get('name', '?')} (sha256 {_short(init.get('sha256'))}, "
+                                            f"{init.get('source', 'local file')}){adapted}"))
+        else:
+            rows.append(("Initial weights", "random (trained from scratch)"))
     chans = "grey" if pp.in_chans == 1 else f"{pp.in_chans} channels"
     rows.append(("Network input", f"{pp.input_size[0]} x {pp.input_size[1]} px, {chans}; window {pp.window}, "
                                   f"ROI {pp.roi}, geometry {pp.geometry}, intensity {pp.intensity}"))
     rows.append(("Normalisation", f"(x − {list(pp.mean)}) / {list(pp.std)} on the [0, 1] image"))
     if tr.get("data"):
-        checksum = tr.get("data_checksum_sha256_manifest")
-        rows.append(("Training data", f"{tr['data']}" + (f" (manifest sha256 {_short(checksum)})"
-                                                        if checksum and " " not in str(checksum) else
-                                                        f" ({checksum})" if checksum else "")))
+        checksum = tr.get("data_checksum_sha256_manifest")  # a hex digest, or a note such as "medmnist md5 (...)"
+        note = "" if not checksum else f" ({checksum})" if " " in checksum else f" (manifest sha256 {_short(checksum)})"
+        rows.append(("Training data", f"{tr['data']}{note}"))
     pack = tr.get("data_pack")
-    if isinstance(pack, dict) and pack:
-        rows.append(("Data pack", f"trained from a {dict(webp='WebP').get(pack.get('format'), pack.get('format', '?'))} data pack of these images (sha256 "
-                                  f"{_short(pack.get('sha256'))}, quality {pack.get('quality', '?')})"))
+    if pack:
+        fmt = {"webp": "WebP"}.get(pack.get("format"), pack.get("format", "?"))
+        rows.append(("Data pack", f"trained from a {fmt} data pack of these images (sha256 {_short(pack.get('sha256'))}, "
+                                  f"quality {pack.get('quality', '?')})"))
     n = tr.get("n")
     if isinstance(n, dict) and n:
         rows.append(("Split sizes (images)", ", ".join(f"{k} {v:,}" for k, v in n.items())))
