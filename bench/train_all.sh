@@ -2,7 +2,7 @@
 # Trains every shipped model (seed 0 -> weights/) and the extra seeds for mean +- std (seeds 1, 2 -> runs/seeds/).
 # MEDIMG_REPO=/path/to/checkout runs it in another checkout (e.g. a worktree pinned at one commit).
 # Re-running resumes: a finished model (its .eval.json exists) is skipped, an interrupted one resumes from its
-# checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all|pretrained|pretrained-seeds|scratch|cv|distil-pbc|distil-pneumoniamnist|busi-mask|busi-seeds|busi-288|cric-grade] ;
+# checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all|pretrained|pretrained-seeds|scratch|cv|distil-pbc|distil-pneumoniamnist|busi-mask|busi-seeds|busi-288|cric-grade|record-seeds] ;
 # logs in runs/logs/. Modes packs / gpu-finish: the GPU host study (bench/gpu_train.py).
 # GPU: the same commands run on CUDA (bf16 autocast, channels_last); prefix with
 # `torchrun --nproc_per_node=N -m medimg.cli` instead of `medimg` for several GPUs.
@@ -130,6 +130,7 @@ case $what in
            # 0.9318 against 0.9186, so it is the one shipped, by the rule fixed before it trained
            bash "$0" cric-grade
            ship_run runs/cric_grade cric_cervix_mobilenet_v2_128_grade1 cric_cervix_mobilenet_v2_128
+           bash "$0" record-seeds
            PRETRAINED=("${PRETRAINED[0]}"); run_pretrained 0 weights imagenet ;;
   # blood cells: one network distilled from the three pretrained seeds (the GPU study's seed 0, finished on the real
   # images by gpu-finish, and seeds 1 and 2 from the real images, as in shipped); measured, not shipped (bench/results/
@@ -169,6 +170,16 @@ case $what in
                 --size 128 --epochs 20 --batch-size 32 --lr 0.001 --ema-decay 0.99 --patience 6 --seed 0 \
                 --out runs/cric_grade --name "$name" --threads "$THREADS" --channels-last --bf16 \
                 --pretrained imagenet --freeze-epochs 1 --backbone-lr-scale 0.3 --grade-weight 1 ;;
+  # the model card's "Same recipe, other seeds" row: each shipped model's recipe over its seeds (test metrics from
+  # bench/results/transfer.json; bench/record_seeds.py checks the shipped seed is one of them)
+  record-seeds) for r in "busi_mobilenet_v2_288 busi busi_mobilenet_v2_288" \
+                         "brain_mri_mobilenet_v2_224 brain-mri brain_mri_mobilenet_v2_224" \
+                         "breastmnist_mobilenet_v2_224 breastmnist breastmnist_mobilenet_v2_224" \
+                         "head_ct_mobilenet_v2_224 head-ct head_ct_mobilenet_v2_224" \
+                         "cric_cervix_mobilenet_v2_128 cric-cervix cric_cervix_mobilenet_v2_128_grade1"; do
+                  read -r shipped task base <<<"$r"
+                  uv run python bench/record_seeds.py "weights/$shipped.json" "$task" pretrained "$base"
+                done ;;
   # BUSI at 288 px (the CPU recipe otherwise unchanged), seeds 0 1 2: seed 1 is shipped (see shipped)
   busi-288) mkdir -p runs/busi_288
             for s in 0 1 2; do

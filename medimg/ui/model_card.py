@@ -6,15 +6,21 @@ and sha256), what the network sees (the preprocessing contract), which data and 
 was trained (seed, epochs, the epoch kept, its validation AUROC, the loss), the exact command, how the
 probabilities were calibrated, what Grad-CAM reads, and which weights file this is (sha256). Everything comes from
 the spec JSON that ships beside the weights; nothing here reads patient data.
+
+Where the spec records other seeds of the same recipe (``metrics["recipe_seeds"]``, written by
+``bench/record_seeds.py``), the card also says how this network's test result sits among them: a reviewer can
+then see whether the shipped seed is typical of its recipe or its luckiest run (Bouthillier et al., "Accounting
+for variance in machine learning benchmarks", MLSys 2021).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from medimg.spec import ModelSpec
 
-__all__ = ["model_card_rows"]
+__all__ = ["model_card_rows", "seed_spread"]
 
 
 def _short(digest: Any, n: int = 12) -> str:
@@ -56,6 +62,57 @@ def _schedule(tr: dict[str, Any]) -> str:
     if cfg.get("ema_decay"):
         bits.append(f"weight EMA {cfg['ema_decay']:g}")
     return ", ".join(bits)
+
+
+def seed_spread(recipe_seeds: Any, own_seed: Any = None) -> str | None:
+    """How one network's test result sits among the seeds of its recipe, in words (None when not recorded).
+
+    Parameters
+    ----------
+    recipe_seeds : dict or None
+        ``spec.metrics["recipe_seeds"]``: ``{"split": "test", "seeds": {"<seed>": {"accuracy": float,
+        "auroc": float, ...}}, "source": str}`` with accuracy and AUROC in [0, 1], one entry per training run of
+        the same command with another ``--seed``.
+    own_seed : int or str, optional
+        The seed of the network the card describes (``spec.training["seed"]``); it must be among the recorded
+        seeds to be named.
+
+    Returns
+    -------
+    str or None
+        E.g. ``"test accuracy 0.880 ± 0.021 (0.865-0.904), AUROC 0.969 ± 0.005 (0.964-0.974) over seeds 0, 1, 2
+        (mean ± sample SD); this network, seed 1: 0.904 / 0.974, the highest accuracy of the 3"``. None for fewer
+        than two usable seeds or a malformed record (the card then leaves the row out rather than guess).
+    """
+    if not isinstance(recipe_seeds, dict) or not isinstance(recipe_seeds.get("seeds"), dict):
+        return None
+    runs: dict[str, tuple[float, float]] = {}
+    for seed, m in recipe_seeds["seeds"].items():
+        acc, auc = (m.get("accuracy"), m.get("auroc")) if isinstance(m, dict) else (None, None)
+        if isinstance(acc, int | float) and isinstance(auc, int | float) and math.isfinite(acc) and math.isfinite(auc):
+            runs[str(seed)] = (float(acc), float(auc))
+    if len(runs) < 2:
+        return None
+
+    def stat(i: int) -> str:
+        v = [r[i] for r in runs.values()]
+        mean = sum(v) / len(v)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
+        return f"{mean:.3f} ± {sd:.3f} ({min(v):.3f}-{max(v):.3f})"
+
+    order = sorted(runs, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+    text = (f"{recipe_seeds.get('split', 'test')} accuracy {stat(0)}, AUROC {stat(1)} over seeds {', '.join(order)} "
+            "(mean ± sample SD)")
+    own = str(own_seed) if own_seed is not None else None
+    if own in runs:
+        acc, auc = runs[own]
+        rank = sum(r[0] > acc for r in runs.values())
+        where = ("the highest accuracy" if rank == 0 else "the lowest accuracy" if rank == len(runs) - 1
+                 else f"accuracy rank {rank + 1}")
+        ties = sum(r[0] == acc for r in runs.values()) - 1
+        text += f"; this network, seed {own}: {acc:.3f} / {auc:.3f}, {where} of the {len(runs)}"
+        text += f" (tied with {ties} other{'s' if ties > 1 else ''})" if ties else ""
+    return text
 
 
 def model_card_rows(spec: ModelSpec) -> dict[str, list[str]]:
@@ -109,6 +166,9 @@ def model_card_rows(spec: ModelSpec) -> dict[str, list[str]]:
         auroc = (f" (validation AUROC {tr['best_val_auroc']:.4f})"
                  if isinstance(tr.get("best_val_auroc"), int | float) else "")
         rows.append(("Epochs", f"{tr['epochs_run']} run{kept}{auroc}; seed {tr.get('seed', '?')}"))
+    spread = seed_spread((spec.metrics or {}).get("recipe_seeds"), tr.get("seed"))
+    if spread:
+        rows.append(("Same recipe, other seeds", spread))
     if tr.get("wall_seconds") is not None:
         procs = tr.get("processes") or 1
         rows.append(("Training time", f"{tr['wall_seconds'] / 60:.1f} min on {tr.get('device', '?')}"

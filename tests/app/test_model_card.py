@@ -80,3 +80,40 @@ def test_reviewer_report_carries_the_model_card() -> None:
     doc = build_html(option, EvalReport.load(option.eval_path)).decode("utf-8")
     assert "<h2>Model card: how this model was made</h2>" in doc
     assert option.spec.training["initial_weights"]["sha256"][:12] in doc and option.spec.sha256[:12] in doc
+    assert "Same recipe, other seeds" in doc and "this network, seed 1: 0.904 / 0.974" in doc
+
+
+def test_seed_spread_places_the_network_among_its_recipe_seeds() -> None:
+    from medimg.ui.model_card import seed_spread
+
+    rec = {"split": "test", "seeds": {"0": {"accuracy": 0.80, "auroc": 0.90}, "1": {"accuracy": 0.90, "auroc": 0.95},
+                                      "2": {"accuracy": 0.85, "auroc": 0.97}}}
+    text = seed_spread(rec, 1)
+    # mean 0.85, sample SD 0.05 (ddof 1); AUROC mean 0.94, SD sqrt(((-.04)^2 + .01^2 + .03^2) / 2) = 0.036
+    assert text.startswith("test accuracy 0.850 ± 0.050 (0.800-0.900), AUROC 0.940 ± 0.036 (0.900-0.970) "
+                           "over seeds 0, 1, 2")
+    assert text.endswith("this network, seed 1: 0.900 / 0.950, the highest accuracy of the 3")
+    assert seed_spread(rec, 0).endswith("seed 0: 0.800 / 0.900, the lowest accuracy of the 3")
+    assert seed_spread(rec, 2).endswith("seed 2: 0.850 / 0.970, accuracy rank 2 of the 3")
+    assert "this network" not in seed_spread(rec, 7)  # a seed that is not recorded is not named
+    tied = {"seeds": {"0": {"accuracy": 1.0, "auroc": 1.0}, "1": {"accuracy": 1.0, "auroc": 1.0}}}
+    assert seed_spread(tied, 0).endswith("the highest accuracy of the 2 (tied with 1 other)")
+    # nothing is claimed from fewer than two usable runs or a malformed record
+    assert seed_spread({"seeds": {"0": {"accuracy": 0.9, "auroc": 0.95}}}, 0) is None
+    assert seed_spread({"seeds": {"0": {"accuracy": 0.9}, "1": {"accuracy": float("nan"), "auroc": 0.9}}}, 0) is None
+    assert seed_spread(None) is None and seed_spread({"seeds": []}) is None
+
+
+def test_card_of_each_recorded_shipped_model_matches_its_own_test_report() -> None:
+    recorded = []
+    for path in sorted((REPO / "weights").glob("*.safetensors")):
+        spec = load_spec(path.with_suffix(".json"))
+        rec = spec.metrics.get("recipe_seeds")
+        if rec is None:
+            continue
+        recorded.append(spec.name)
+        own = rec["seeds"][str(spec.training["seed"])]  # the shipped seed is one of the recorded runs ...
+        assert own["accuracy"] == spec.metrics["test"]["accuracy"] and own["auroc"] == spec.metrics["test"]["auroc"]
+        card = _card(spec)  # ... and the card says so
+        assert f"this network, seed {spec.training['seed']}: {own['accuracy']:.3f}" in card["Same recipe, other seeds"]
+    assert {"busi_mobilenet_v2_288", "brain_mri_mobilenet_v2_224", "head_ct_mobilenet_v2_224"} <= set(recorded)
