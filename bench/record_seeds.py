@@ -39,6 +39,8 @@ def main() -> None:
     runs = json.loads(a.results.read_text())[a.task][a.init][a.base]
     own = str(spec.training.get("seed"))
     test = spec.metrics.get("test") or {}
+    if not {"accuracy", "auroc"} <= set(test):
+        raise SystemExit(f"{spec.name} has no test report yet: run medimg finalise on it first")
     if own not in runs:
         raise SystemExit(f"seed {own} of {spec.name} is not among the recorded runs {sorted(runs)}")
     for key in ("accuracy", "auroc"):

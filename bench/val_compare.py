@@ -40,15 +40,19 @@ def main() -> None:
     a = p.parse_args()
     out: dict[str, object] = {}
     tasks = set()
+    splits: dict[tuple[str, object, str], tuple[torch.Tensor, np.ndarray]] = {}  # images read once per preprocessing
     for path in a.specs:
         net, spec = load_model(path, device="cpu")
         net.eval()
         tasks.add(spec_task(spec))
         row: dict[str, object] = {"input": list(spec.preprocess.input_size), "temperature": round(spec.temperature, 4)}
         for split in ("val", "test"):
-            d = load_task_split(spec_task(spec), split, spec.preprocess, None)
-            x = normalise_batch(torch.as_tensor(d.x), spec.preprocess)
-            row[split] = scores(softmax(logits_of(net, x), spec.temperature), np.asarray(d.y))
+            key = (spec_task(spec), spec.preprocess, split)
+            if key not in splits:
+                d = load_task_split(spec_task(spec), split, spec.preprocess, None)
+                splits[key] = normalise_batch(torch.as_tensor(d.x), spec.preprocess), np.asarray(d.y)
+            x, y = splits[key]
+            row[split] = scores(softmax(logits_of(net, x), spec.temperature), y)
         out[spec.name] = row
         del net
     if len(tasks) != 1:

@@ -16,6 +16,7 @@ for variance in machine learning benchmarks", MLSys 2021).
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from medimg.spec import ModelSpec
@@ -96,13 +97,10 @@ def seed_spread(recipe_seeds: Any, own_seed: Any = None) -> str | None:
 
     def stat(i: int) -> str:
         v = [r[i] for r in runs.values()]
-        mean = sum(v) / len(v)
-        sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1))
-        return f"{mean:.3f} ± {sd:.3f} ({min(v):.3f}-{max(v):.3f})"
+        return f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f} ({min(v):.3f}-{max(v):.3f})"
 
-    order = sorted(runs, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
-    text = (f"{recipe_seeds.get('split', 'test')} accuracy {stat(0)}, AUROC {stat(1)} over seeds {', '.join(order)} "
-            "(mean ± sample SD)")
+    text = (f"{recipe_seeds.get('split', 'test')} accuracy {stat(0)}, AUROC {stat(1)} over seeds {', '.join(runs)} "
+            "(mean ± sample SD)")  # seeds in the order recorded (bench/record_seeds.py writes them sorted)
     own = str(own_seed) if own_seed is not None else None
     if own in runs:
         acc, auc = runs[own]
