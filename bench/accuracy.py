@@ -38,6 +38,7 @@ import numpy as np
 from medimg import list_weights, load_spec
 from medimg.evaluate import EvalReport, compute_metrics
 from medimg.screening import grade_metrics, has_bethesda_grades
+from medimg.training.tasks import TASKS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -184,7 +185,8 @@ def _tried_lines(task: str, record: dict[str, Any]) -> list[str]:
 
 def collect_transfer(runs: Path) -> dict[str, Any]:
     """``{task: {"pretrained": {base: {seed: metrics}}, "scratch": {...}, "cv": summary, "screening": ...}}`` from
-    ``runs/pretrained``, ``runs/scratch`` (``<base>[_seed<k>]`` runs; seed 0 has no suffix) and ``runs/cv``."""
+    ``runs/pretrained``, ``runs/scratch`` (``<base>[_seed<k>]`` runs; seed 0 has no suffix) and the cross-validation
+    summaries in ``runs/cv*/``."""
     out: dict[str, Any] = {}
     for init in ("pretrained", "scratch"):
         folder = runs / init
@@ -208,12 +210,23 @@ def collect_transfer(runs: Path) -> dict[str, Any]:
 
                 key = base if init == "pretrained" else f"{base} (from scratch)"
                 out[task].setdefault("screening", {})[key] = screening_report(spec_path)
-    for cv_path in sorted((runs / "cv").glob("*.cv.json")):
+    for cv_path in sorted(runs.glob("cv*/*.cv.json")):  # runs/cv (head CT), runs/cv_breast (BreastMNIST)
         summary = json.loads(cv_path.read_text())
         task = "head-ct" if cv_path.name.startswith("head_ct") else cv_path.name.split("_")[0]
         out.setdefault(task, {}).setdefault("cv", {})[summary["stem"]] = {
             k: summary[k] for k in ("folds", "per_fold", "pooled", "pooled_mean_sd")}
     return out
+
+
+def _merge(old: dict[str, Any], new: dict[str, Any], depth: int = 4) -> dict[str, Any]:
+    """``old`` updated with ``new`` down to ``depth`` levels (task -> kind -> model -> seed), so runs collected
+    from one folder add to the record instead of replacing a task's runs collected from others."""
+    for k, v in new.items():
+        if depth > 1 and isinstance(v, dict) and isinstance(old.get(k), dict):
+            _merge(old[k], v, depth - 1)
+        else:
+            old[k] = v
+    return old
 
 
 def collect_gpu(folder: Path) -> dict[str, Any]:
@@ -383,7 +396,9 @@ def print_transfer(summary: dict[str, Any], transfer: dict[str, Any], gpu: dict[
                   f"{_fmt(*f1)} | {goal} | {gap} |")
         for stem, cv in t.get("cv", {}).items():
             pf, pooled = cv["per_fold"], cv["pooled_mean_sd"]
-            lines.append(f"- {task} {cv['folds']}-fold grouped CV ({stem}): per fold accuracy "
+            kind = ("grouped" if TASKS[task].group_col else
+                    "stratified (official training + validation images; the test split is in no fold)")
+            lines.append(f"- {task} {cv['folds']}-fold {kind} CV ({stem}): per fold accuracy "
                          f"{_fmt(*[float('nan') if x is None else x for x in pf['accuracy']])}, AUROC "
                          f"{_fmt(*[float('nan') if x is None else x for x in pf['auroc']])}; pooled out-of-fold over "
                          f"{len(cv['pooled'])} seed(s): accuracy "
@@ -431,8 +446,7 @@ def main() -> None:
         ens.update(ensemble(args.collect, Path(args.weights) if args.weights else None))
         (RESULTS / "ensemble.json").write_text(json.dumps(ens, indent=1) + "\n")
     if args.collect_transfer is not None:
-        transfer = _load("transfer.json")
-        transfer.update(collect_transfer(args.collect_transfer))
+        transfer = _merge(_load("transfer.json"), collect_transfer(args.collect_transfer))
         (RESULTS / "transfer.json").write_text(json.dumps(transfer, indent=1, default=float) + "\n")
     if args.collect_gpu is not None:
         gpu = collect_gpu(args.collect_gpu)

@@ -147,3 +147,45 @@ def test_threshold_for_sensitivity_holds_on_its_data() -> None:
         threshold_for_sensitivity(np.zeros(5, bool), score[:5], 0.9)
     with pytest.raises(ValueError):
         threshold_for_sensitivity(y, score, 0.0)
+
+
+def test_medmnist_folds_are_stratified_and_cover_every_image_once() -> None:
+    from medimg.training.data import medmnist_folds
+
+    rng = np.random.default_rng(1)
+    y_train, y_val = (rng.random(546) < 0.27).astype(int), (rng.random(78) < 0.27).astype(int)
+    f = medmnist_folds(y_train, y_val, 5)
+    assert f["train"].shape == (546,) and f["val"].shape == (78,)
+    pooled_f, pooled_y = np.concatenate([f["train"], f["val"]]), np.concatenate([y_train, y_val])
+    sizes = np.bincount(pooled_f, minlength=5)
+    assert sizes.sum() == 624 and sizes.max() - sizes.min() <= 1  # a partition into near-equal folds
+    for c in (0, 1):  # each class dealt evenly over the folds
+        per_fold = np.bincount(pooled_f[pooled_y == c], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 1
+    again = medmnist_folds(y_train, y_val, 5)
+    assert all(np.array_equal(f[s], again[s]) for s in f)  # fixed seed: the same folds every time
+    assert not np.array_equal(pooled_f, np.concatenate(list(medmnist_folds(y_train, y_val, 5, seed=1).values())))
+
+
+def test_breastmnist_fold_splits_hold_out_each_image_once_and_never_the_test_split(shared_data: Path) -> None:
+    assert split_fold_key("breastmnist::fold=4") == ("breastmnist", 4)
+    with pytest.raises(SpecError, match="0-4"):
+        split_fold_key("breastmnist::fold=5")
+    pp = PreprocessConfig(input_size=(8, 8), in_chans=1)
+    held_out: list[str] = []
+    for k in range(TASKS["breastmnist"].n_folds):
+        parts = {s: load_task_split(f"breastmnist::fold={k}", s, pp) for s in ("train", "val", "test")}
+        ids = {s: set(a.ids) for s, a in parts.items()}
+        assert sum(len(v) for v in ids.values()) == 624  # official train (546) + val (78), nothing else
+        assert not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
+        assert all(i.split("/")[0] in ("train", "val") for v in ids.values() for i in v)  # never official test
+        assert {len(v) for s, v in ids.items() if s != "train"} <= {124, 125}
+        for a in parts.values():  # both classes everywhere, labels as the official file says
+            assert set(a.y.tolist()) == {0, 1}
+        held_out += parts["test"].ids
+        if k == 0:  # the label travels with its image
+            npz = np.load(shared_data / "medmnist" / "breastmnist.npz")
+            for i, y in zip(parts["test"].ids[:20], parts["test"].y.tolist()[:20], strict=True):
+                split, idx = i.split("/")
+                assert int(npz[f"{split}_labels"][int(idx)].item()) == y
+    assert len(held_out) == len(set(held_out)) == 624

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from medimg.preprocess import run as preprocess_run
 from medimg.spec import PreprocessConfig
 
 __all__ = ["data_root", "read_manifest", "SplitArrays", "load_manifest_split", "load_medmnist_split",
+           "medmnist_folds", "load_medmnist_fold_split",
            "image_from_array", "augmentation", "AugmentedDataset", "GlobalBatchSampler", "manifest_checksum"]
 
 
@@ -147,6 +149,112 @@ def load_medmnist_split(flag: str, split: str, config: PreprocessConfig, size: i
     images = [preprocess_run(image_from_array(ds.imgs[i]), config).image for i in index]
     y = torch.as_tensor(np.asarray(ds.labels).reshape(-1)[index], dtype=torch.int64)
     return SplitArrays(_stack(images), y, labels, [str(int(i)) for i in index])
+
+
+def _medmnist_dataset(flag: str, split: str, root: str | Path | None = None, download: bool | None = None) -> Any:
+    """The ``medmnist`` package's 28 px dataset object of one official split (downloads only when missing)."""
+    import medmnist
+
+    info = medmnist.INFO[flag]
+    root = Path(root) if root is not None else data_root() / "medmnist"
+    if download is None:
+        download = not (root / f"{flag}.npz").exists()
+    return getattr(medmnist, info["python_class"])(split=split, root=str(root), download=download)
+
+
+def medmnist_folds(labels_train: np.ndarray, labels_val: np.ndarray, n_folds: int = 5,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """Stratified cross-validation folds over a MedMNIST task's official training and validation images.
+
+    The two official splits are pooled (the official test split is left out, so cross-validation never sees
+    it) and dealt into ``n_folds`` folds of near-equal size and class mix by scikit-learn's
+    ``StratifiedKFold(shuffle=True, random_state=seed)``. MedMNIST images are one per patient as released, so
+    no grouping is needed.
+
+    Parameters
+    ----------
+    labels_train, labels_val : (N,) int arrays
+        Label indices of the official ``train`` and ``val`` splits, in file order.
+    n_folds : int
+        Number of folds (>= 2 and no larger than the smallest class).
+    seed : int
+        Shuffling seed; the same seed always gives the same folds.
+
+    Returns
+    -------
+    dict
+        ``{"train": (N_train,) int array, "val": (N_val,) int array}``: the fold (0 .. n_folds - 1) of each image
+        of the two official splits.
+
+    Raises
+    ------
+    ValueError
+        ``n_folds`` < 2 or larger than the number of images in some class (from scikit-learn).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.concatenate([np.asarray(labels_train).reshape(-1), np.asarray(labels_val).reshape(-1)])
+    fold = np.empty(len(y), dtype=np.int64)
+    for k, (_, held) in enumerate(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+                                  .split(np.zeros(len(y)), y)):
+        fold[held] = k
+    n_train = len(np.asarray(labels_train).reshape(-1))
+    return {"train": fold[:n_train], "val": fold[n_train:]}
+
+
+def load_medmnist_fold_split(flag: str, split: str, config: PreprocessConfig, fold: int, n_folds: int = 5,
+                             root: str | Path | None = None, download: bool | None = None,
+                             limit: int | None = None) -> SplitArrays:
+    """One split of cross-validation fold ``fold`` of a MedMNIST task (28 px), preprocessed with ``config``.
+
+    Fold ``fold`` of :func:`medmnist_folds` is the held-out ``"test"`` split, fold ``(fold + 1) % n_folds`` the
+    ``"val"`` split (checkpoint selection, temperature) and the other folds ``"train"``, as for the grouped folds
+    of :func:`medimg.training.tasks.fold_splits`; over the ``n_folds`` runs every official training and
+    validation image is held out exactly once and the official test split is never used.
+
+    Parameters
+    ----------
+    flag : str
+        MedMNIST flag, e.g. ``"breastmnist"``.
+    split : {"train", "val", "test"}
+        The cross-validation role, not the official split.
+    config : PreprocessConfig
+    fold : int
+        0 .. n_folds - 1.
+    n_folds : int
+    root, download
+        As :func:`load_medmnist_split`.
+    limit : int, optional
+        At most this many images, evenly spaced (quick checks).
+
+    Returns
+    -------
+    SplitArrays
+        ``x`` (N, C, H, W) float32 in [0, 1]; ids ``"<official split>/<index>"`` (e.g. ``"val/12"``).
+
+    Raises
+    ------
+    ValueError
+        ``split`` is not train/val/test or ``fold`` is outside 0 .. n_folds - 1.
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"fold must be 0-{n_folds - 1}, got {fold}")
+    import medmnist
+
+    info = medmnist.INFO[flag]
+    ds = {s: _medmnist_dataset(flag, s, root, download) for s in ("train", "val")}
+    ys = {s: np.asarray(d.labels).reshape(-1) for s, d in ds.items()}
+    folds = medmnist_folds(ys["train"], ys["val"], n_folds)
+    want = {"test": {fold}, "val": {(fold + 1) % n_folds}}.get(split, set(range(n_folds)) - {fold, (fold + 1) % n_folds})
+    picks = [(s, int(i)) for s in ("train", "val") for i in np.flatnonzero(np.isin(folds[s], list(want)))]
+    if limit is not None and limit < len(picks):
+        picks = picks[:: len(picks) // limit][:limit]
+    images = [preprocess_run(image_from_array(ds[s].imgs[i]), config).image for s, i in picks]
+    y = torch.as_tensor(np.asarray([ys[s][i] for s, i in picks]), dtype=torch.int64)
+    labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
+    return SplitArrays(_stack(images), y, labels, [f"{s}/{i}" for s, i in picks])
 
 
 def _with(x: torch.Tensor, masks: tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:

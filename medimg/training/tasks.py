@@ -23,8 +23,10 @@ class Task:
     """A training task: where its data is and what its model is for.
 
     ``group_col`` names the manifest column whose groups (a scan's slices, a slide image's cells) must never be in
-    two splits (checked on every load); ``n_folds`` > 0 means the manifest has a ``fold`` column for grouped
-    cross-validation (``<task>::fold=K``, see :func:`load_task_split`).
+    two splits (checked on every load); ``n_folds`` > 0 means the task has cross-validation folds
+    (``<task>::fold=K``, see :func:`load_task_split`): the manifest's ``fold`` column for a folder task (grouped
+    folds), stratified folds of the official training and validation images for a MedMNIST task
+    (:func:`medimg.training.data.medmnist_folds`; the official test split is never in a fold).
     """
 
     folder: str | None
@@ -98,12 +100,12 @@ TASKS: dict[str, Task] = {
         folder=None, medmnist_flag="pneumoniamnist", title="PneumoniaMNIST benchmark (28 px)",
         intended_use="Benchmark model (MedMNIST v2 PneumoniaMNIST, 28 x 28). Not for diagnostic use.",
         modalities=("CR", "DX"), body_parts=("CHEST", "THORAX", "LUNG"), positive="pneumonia",
-        domain="paediatric chest radiographs (28 px)"),
+        domain="paediatric chest radiographs (28 px)", n_folds=5),
     "breastmnist": Task(
         folder=None, medmnist_flag="breastmnist", title="BreastMNIST benchmark (28 px)", modality="ultrasound",
         intended_use="Benchmark model (MedMNIST v2 BreastMNIST, 28 x 28). Not for diagnostic use.",
         modalities=("US",), body_parts=("BREAST",), positive="malignant",
-        domain="breast ultrasound images (28 px)", oos_exclude=("busi",)),
+        domain="breast ultrasound images (28 px)", oos_exclude=("busi",), n_folds=5),
     # augmentation and TTA views of axial brain slices ("mri": left/right flips, rotations, contrast, gamma)
     "head-ct": Task(
         folder="head-ct", title="Head CT: intracranial haemorrhage vs normal", modality="mri",
@@ -265,14 +267,16 @@ def load_task_split(task_key: str, split: str, config: PreprocessConfig, limit: 
         ``x`` (N, C, H, W) float32 in [0, 1], ``y`` (N,) int64.
     """
     task = get_task(task_key)
+    base, fold = split_fold_key(task_key)
     if task.medmnist_flag:
+        if fold is not None:
+            return mdata.load_medmnist_fold_split(task.medmnist_flag, split, config, fold, task.n_folds, limit=limit)
         return mdata.load_medmnist_split(task.medmnist_flag, split, config, limit=limit)
     if task.csv:
         from medimg.training.datasets import load_csv_split
 
         return load_csv_split(Path(task.csv).parent, task.csv, split, config, labels=task.labels, limit=limit,
                               patient_col=task.patient_col)
-    base, fold = split_fold_key(task_key)
     if task.group_col is None and fold is None:
         return mdata.load_manifest_split(mdata.data_root() / task.folder, split, config, labels=task.labels,
                                          limit=limit)
