@@ -214,7 +214,7 @@ def collect_transfer(runs: Path) -> dict[str, Any]:
         summary = json.loads(cv_path.read_text())
         task = "head-ct" if cv_path.name.startswith("head_ct") else cv_path.name.split("_")[0]
         out.setdefault(task, {}).setdefault("cv", {})[summary["stem"]] = {
-            k: summary[k] for k in ("folds", "per_fold", "pooled", "pooled_mean_sd")}
+            k: summary.get(k) for k in ("folds", "per_fold", "pooled", "pooled_mean_sd", "recipe")}
     return out
 
 

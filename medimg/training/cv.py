@@ -26,12 +26,33 @@ import numpy as np
 
 from medimg.training.config import TrainConfig
 
-__all__ = ["run_cv", "summarise_cv"]
+__all__ = ["run_cv", "summarise_cv", "recipe_of", "RUN_ONLY_KEYS"]
 
 log = logging.getLogger(__name__)
 
 #: Metrics summarised over folds and seeds.
 CV_KEYS = ("accuracy", "auroc", "sensitivity", "specificity", "macro_f1", "ece")
+
+#: ``TrainConfig`` fields that differ between the runs of one cross-validation (or between it and a shipped run of
+#: the same recipe) without changing the network: which fold, which seed, where it is written, how many threads,
+#: whether the applicability gate was fitted afterwards.
+RUN_ONLY_KEYS = ("task", "seed", "out", "name", "limit", "device", "num_threads", "gate")
+
+
+def recipe_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The recipe part of a run's recorded ``training["config"]``: every field but :data:`RUN_ONLY_KEYS`.
+
+    Two runs with equal recipes differ only in data fold, seed and bookkeeping, so a cross-validated estimate of
+    one describes the other (:func:`medimg.ui.model_card.cv_estimate`). A :class:`TrainConfig` field that a run
+    recorded before the field existed takes its default (every option was added off by default, so that is what
+    the older run did); tuples compare as the lists JSON stores.
+    """
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING and config}
+    merged = {**defaults, **config}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(merged.items()) if k not in RUN_ONLY_KEYS}
 
 
 def _stem(cfg: TrainConfig, fold: int, seed: int) -> str:
@@ -98,17 +119,22 @@ def summarise_cv(out: str | Path, stem: str) -> dict[str, Any]:
     dict
         ``runs`` ({run name: test metrics}), ``per_fold`` (mean +- SD over all runs, each run one fold's test
         split), ``pooled`` ({seed: metrics of the concatenated out-of-fold predictions}, only seeds with every
-        fold finished), ``pooled_mean_sd`` (mean +- SD of the pooled metrics over those seeds).
+        fold finished), ``pooled_mean_sd`` (mean +- SD of the pooled metrics over those seeds), ``recipe``
+        (:func:`recipe_of` the runs' training config when every run's spec is there and they agree, else None).
     """
     from medimg.evaluate import EvalReport, compute_metrics
 
     out = Path(out)
     runs: dict[str, dict[str, Any]] = {}
     by_seed: dict[str, list[EvalReport]] = {}
+    recipes: list[dict[str, Any]] = []
     n_folds = 0
     for p in sorted(out.glob(f"{stem}_fold*_seed*.eval.json")):
         name = p.name[: -len(".eval.json")]
         fold, seed = name[len(stem) + 5 :].split("_seed")
+        spec_path = p.with_name(f"{name}.json")
+        if spec_path.exists():
+            recipes.append(recipe_of(json.loads(spec_path.read_text()).get("training", {}).get("config", {})))
         rep = EvalReport.load(p)
         m = compute_metrics(rep.y_true, rep.probs, rep.positive_label, rep.threshold)
         runs[name] = {k: m.get(k) for k in CV_KEYS if m.get(k) is not None} | {"fold": int(fold), "n": m["n"]}
@@ -123,7 +149,11 @@ def summarise_cv(out: str | Path, stem: str) -> dict[str, Any]:
         probs = np.concatenate([np.asarray(r.probs) for r in reps])
         m = compute_metrics(y, probs, reps[0].positive_label, reps[0].threshold)
         pooled[seed] = {k: m.get(k) for k in CV_KEYS if m.get(k) is not None} | {"n": m["n"]}
+    same = bool(recipes) and len(recipes) == len(runs) and all(r == recipes[0] for r in recipes)
+    if recipes and not same:
+        log.warning("the runs of %s do not share one recipe: none recorded", stem)
     summary = {"stem": stem, "folds": n_folds, "runs": runs, "per_fold": per_fold, "pooled": pooled,
-               "pooled_mean_sd": {k: _mean_sd([p.get(k, float("nan")) for p in pooled.values()]) for k in CV_KEYS}}
+               "pooled_mean_sd": {k: _mean_sd([p.get(k, float("nan")) for p in pooled.values()]) for k in CV_KEYS},
+               "recipe": recipes[0] if same else None}
     (out / f"{stem}.cv.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -117,3 +117,35 @@ def test_card_of_each_recorded_shipped_model_matches_its_own_test_report() -> No
         card = _card(spec)  # ... and the card says so
         assert f"this network, seed {spec.training['seed']}: {own['accuracy']:.3f}" in card["Same recipe, other seeds"]
     assert {"busi_mobilenet_v2_288", "brain_mri_mobilenet_v2_224", "head_ct_mobilenet_v2_224"} <= set(recorded)
+
+
+def test_cv_estimate_states_the_recipes_out_of_fold_skill() -> None:
+    from medimg.ui.model_card import cv_estimate
+
+    rec = {"folds": 5, "kind": "stratified", "over": "official training + validation images (the test split in no fold)",
+           "per_fold": {"accuracy": [0.853, 0.031], "auroc": [0.9042, 0.0271]},
+           "pooled": {"0": {"accuracy": 0.8526, "auroc": 0.9051, "n": 624}}}
+    assert cv_estimate(rec) == (
+        "5-fold stratified cross-validation of this recipe over the 624 official training + validation images (the "
+        "test split in no fold): out-of-fold accuracy 0.853, AUROC 0.905 (seed 0); per fold accuracy 0.853 ± 0.031, "
+        "AUROC 0.904 ± 0.027 (mean ± sample SD over 5 runs)")
+    two = {**rec, "pooled": {"0": {"accuracy": 0.85, "auroc": 0.90, "n": 624},
+                             "1": {"accuracy": 0.87, "auroc": 0.92, "n": 624}}}
+    text = cv_estimate(two)  # two seeds: mean ± sample SD of the pooled figures, and 10 (fold, seed) runs
+    assert "out-of-fold accuracy 0.860 ± 0.014, AUROC 0.910 ± 0.014 over seeds 0, 1" in text
+    assert text.endswith("over 10 runs)")
+    # nothing is claimed from a malformed record; a missing per-fold summary only drops that clause
+    assert cv_estimate(None) is None and cv_estimate({"folds": 5, "pooled": {}}) is None
+    assert cv_estimate({**rec, "pooled": {"0": {"accuracy": float("nan"), "auroc": 0.9}}}) is None
+    assert cv_estimate({**rec, "folds": "5"}) is None
+    assert "per fold" not in cv_estimate({**rec, "per_fold": {}})
+
+
+def test_card_shows_the_cross_validated_row_only_when_recorded() -> None:
+    spec = load_spec(REPO / "weights" / "busi_mobilenet_v2_288.json")
+    assert "Same recipe, cross-validated" not in _card(replace(spec, metrics={
+        k: v for k, v in spec.metrics.items() if k != "recipe_cv"}))
+    rec = {"folds": 5, "kind": "grouped", "over": "images", "per_fold": {"accuracy": [0.9, 0.05], "auroc": [0.95, 0.02]},
+           "pooled": {"0": {"accuracy": 0.9, "auroc": 0.95, "n": 200}}}
+    card = _card(replace(spec, metrics={**spec.metrics, "recipe_cv": rec}))
+    assert card["Same recipe, cross-validated"].startswith("5-fold grouped cross-validation of this recipe over the 200 images")
