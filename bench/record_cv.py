@@ -6,7 +6,8 @@ network that never saw it; the reviewer's model card (:func:`medimg.ui.model_car
 estimate beside the network's own test result. The record is written only when it provably describes this
 network's recipe: the cross-validation summary (``<stem>.cv.json``, written by
 :func:`medimg.training.cv.summarise_cv`) must carry the runs' common recipe, and it must equal the shipped run's
-(:func:`medimg.training.cv.recipe_of`: every training option but fold, seed and bookkeeping).
+(:func:`medimg.training.cv.run_recipe`: every training option but fold, seed and bookkeeping, and the
+preprocessing).
 
 Usage::
 
@@ -21,7 +22,7 @@ import json
 from pathlib import Path
 
 from medimg.spec import load_spec, save_spec
-from medimg.training.cv import recipe_of
+from medimg.training.cv import run_recipe
 from medimg.training.tasks import TASKS, split_fold_key
 
 #: What the folds were dealt from, per kind of task.
@@ -41,7 +42,7 @@ def main() -> None:
     if summary.get("recipe") is None:
         raise SystemExit(f"{a.summary.name} records no common recipe (runs without their specs, or runs of "
                          "different recipes): rerun medimg cv with one command")
-    own = recipe_of(cfg)
+    own = run_recipe(a.spec)
     diff = sorted(k for k in set(own) | set(summary["recipe"]) if own.get(k) != summary["recipe"].get(k))
     if diff:
         raise SystemExit(f"{spec.name} was not trained with the cross-validated recipe: "

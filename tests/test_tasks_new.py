@@ -195,6 +195,8 @@ def test_breastmnist_fold_splits_hold_out_each_image_once_and_never_the_test_spl
 def test_cv_summary_records_the_runs_common_recipe(tmp_path: Path) -> None:
     from medimg.training.cv import recipe_of
 
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "weights" / "breastmnist_mobilenet_v2_224.json")
+                         .read_text())
     y = np.array([0, 1] * 4)
     probs = np.stack([1 - y * 0.8 - 0.1, y * 0.8 + 0.1], 1)
     base = {"task": "breastmnist::fold=0", "arch": "mobilenet_v2", "input_size": 224, "lr": 0.001, "seed": 0,
@@ -203,14 +205,19 @@ def test_cv_summary_records_the_runs_common_recipe(tmp_path: Path) -> None:
         EvalReport.build(f"m_fold{k}_seed0", "test", ["benign", "malignant"], y, probs, [f"{k}-{i}" for i in range(8)],
                          1, n_boot=5).save(tmp_path / f"m_fold{k}_seed0.eval.json")
         cfg = {**base, "task": f"breastmnist::fold={k}", "name": f"m_fold{k}_seed0", "num_threads": 1 + k}
-        (tmp_path / f"m_fold{k}_seed0.json").write_text(json.dumps({"training": {"config": cfg}}))
+        (tmp_path / f"m_fold{k}_seed0.json").write_text(json.dumps({**shipped, "training": {"config": cfg}}))
     recipe = summarise_cv(tmp_path, "m")["recipe"]
+    assert recipe.pop("preprocess")["input_size"] == [224, 224]  # what the network sees is part of the recipe
     # fold, seed, paths, threads and the gate do not change the network; the rest is the recipe
     assert recipe == recipe_of({**base, "seed": 7}) and not set(recipe) & {"task", "seed", "out", "name", "gate"}
     assert (recipe["arch"], recipe["input_size"], recipe["lr"]) == ("mobilenet_v2", 224, 0.001)
     assert recipe["grade_weight"] == 0.0 and recipe["teachers"] == []  # options newer than a run: their defaults
     other = json.loads((tmp_path / "m_fold1_seed0.json").read_text())
     other["training"]["config"]["lr"] = 0.01  # a run of another recipe: no common recipe is claimed
+    (tmp_path / "m_fold1_seed0.json").write_text(json.dumps(other))
+    assert summarise_cv(tmp_path, "m")["recipe"] is None
+    other["training"]["config"]["lr"] = 0.001
+    other["preprocess"]["window"] = "HU 40/80"  # nor when what the network saw differs
     (tmp_path / "m_fold1_seed0.json").write_text(json.dumps(other))
     assert summarise_cv(tmp_path, "m")["recipe"] is None
     (tmp_path / "m_fold1_seed0.json").unlink()  # a run without its spec: none claimed either
@@ -222,12 +229,12 @@ def test_record_cv_writes_only_a_summary_of_the_shipped_recipe(tmp_path: Path, m
     import shutil
 
     from medimg.spec import load_spec
-    from medimg.training.cv import recipe_of
+    from medimg.training.cv import run_recipe
 
     repo = Path(__file__).resolve().parents[1]
     spec_path = tmp_path / "breastmnist_mobilenet_v2_224.json"
     shutil.copy(repo / "weights" / spec_path.name, spec_path)
-    recipe = recipe_of(load_spec(spec_path).training["config"])
+    recipe = run_recipe(spec_path)
     summary = {"folds": 5, "per_fold": {"accuracy": [0.85, 0.03], "auroc": [0.9, 0.02], "ece": [0.1, 0.01]},
                "pooled": {"0": {"accuracy": 0.85, "auroc": 0.9, "n": 624, "ece": 0.1}}, "recipe": {**recipe, "lr": 0.01}}
     (tmp_path / "s.cv.json").write_text(json.dumps(summary))

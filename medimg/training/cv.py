@@ -26,7 +26,7 @@ import numpy as np
 
 from medimg.training.config import TrainConfig
 
-__all__ = ["run_cv", "summarise_cv", "recipe_of", "RUN_ONLY_KEYS"]
+__all__ = ["run_cv", "summarise_cv", "recipe_of", "run_recipe", "RUN_ONLY_KEYS"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,30 @@ def run_cv(cfg: TrainConfig, seeds: list[int], folds: list[int] | None = None,
     return summarise_cv(out, cfg.name or TrainConfig(task=cfg.task, arch=cfg.arch, input_size=cfg.input_size).stem)
 
 
+def run_recipe(spec_path: str | Path) -> dict[str, Any]:
+    """What made a trained network, bar fold, seed and bookkeeping: :func:`recipe_of` its training config plus its
+    preprocessing (``"preprocess"``: the spec's :class:`medimg.spec.PreprocessConfig` as JSON values, every field
+    filled), so a change of window, ROI or input size between two runs shows as a different recipe.
+
+    Parameters
+    ----------
+    spec_path : path
+        A spec written by ``medimg train`` (``<name>.json``).
+
+    Raises
+    ------
+    medimg.errors.SpecError
+        The spec cannot be read.
+    """
+    import dataclasses
+
+    from medimg.spec import load_spec
+
+    spec = load_spec(spec_path)
+    preprocess = json.loads(json.dumps(dataclasses.asdict(spec.preprocess)))
+    return {**recipe_of((spec.training or {}).get("config", {})), "preprocess": preprocess}
+
+
 def _mean_sd(values: list[float]) -> list[float | None]:
     v = [x for x in values if x is not None and not math.isnan(x)]
     if not v:
@@ -120,7 +144,7 @@ def summarise_cv(out: str | Path, stem: str) -> dict[str, Any]:
         ``runs`` ({run name: test metrics}), ``per_fold`` (mean +- SD over all runs, each run one fold's test
         split), ``pooled`` ({seed: metrics of the concatenated out-of-fold predictions}, only seeds with every
         fold finished), ``pooled_mean_sd`` (mean +- SD of the pooled metrics over those seeds), ``recipe``
-        (:func:`recipe_of` the runs' training config when every run's spec is there and they agree, else None).
+        (:func:`run_recipe` of the runs when every run's spec is there and they agree, else None).
     """
     from medimg.evaluate import EvalReport, compute_metrics
 
@@ -134,7 +158,7 @@ def summarise_cv(out: str | Path, stem: str) -> dict[str, Any]:
         fold, seed = name[len(stem) + 5 :].split("_seed")
         spec_path = p.with_name(f"{name}.json")
         if spec_path.exists():
-            recipes.append(recipe_of(json.loads(spec_path.read_text()).get("training", {}).get("config", {})))
+            recipes.append(run_recipe(spec_path))
         rep = EvalReport.load(p)
         m = compute_metrics(rep.y_true, rep.probs, rep.positive_label, rep.threshold)
         runs[name] = {k: m.get(k) for k in CV_KEYS if m.get(k) is not None} | {"fold": int(fold), "n": m["n"]}
