@@ -2,7 +2,7 @@
 # Trains every shipped model (seed 0 -> weights/) and the extra seeds for mean +- std (seeds 1, 2 -> runs/seeds/).
 # MEDIMG_REPO=/path/to/checkout runs it in another checkout (e.g. a worktree pinned at one commit).
 # Re-running resumes: a finished model (its .eval.json exists) is skipped, an interrupted one resumes from its
-# checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all|pretrained|pretrained-seeds|scratch|cv|distil-pbc|distil-pneumoniamnist|busi-mask|busi-seeds|busi-288|cric-grade|cric-grade-seeds|pbc-288|record-seeds|cv-breastmnist] ;
+# checkpoint. Usage: bash bench/train_all.sh [shipped|seeds|all|pretrained|pretrained-seeds|scratch|cv|distil-pbc|distil-pneumoniamnist|busi-mask|busi-seeds|busi-288|cric-grade|cric-grade-seeds|pbc-288|record-seeds|cv-breastmnist|record-cv] ;
 # logs in runs/logs/. Modes packs / gpu-finish: the GPU host study (bench/gpu_train.py).
 # GPU: the same commands run on CUDA (bf16 autocast, channels_last); prefix with
 # `torchrun --nproc_per_node=N -m medimg.cli` instead of `medimg` for several GPUs.
@@ -180,6 +180,14 @@ case $what in
                   read -r shipped task base <<<"$r"
                   uv run python bench/record_seeds.py "weights/$shipped.json" "$task" pretrained "$base"
                 done ;;
+  # the model card's "Same recipe, cross-validated" row (bench/record_cv.py writes it only when the summary's
+  # recipe equals the shipped run's); needs the cv-breastmnist and cv runs
+  record-cv) for r in "breastmnist_mobilenet_v2_224 runs/cv_breast/breastmnist_mobilenet_v2_224" \
+                      "head_ct_mobilenet_v2_224 runs/cv/head_ct_mobilenet_v2_224"; do
+               read -r shipped summary <<<"$r"
+               [ -f "$summary.cv.json" ] || { echo "skip $shipped: no $summary.cv.json"; continue; }
+               uv run python bench/record_cv.py "weights/$shipped.json" "$summary.cv.json"
+             done ;;
   # blood cells at 288 px (the shipped CPU recipe otherwise unchanged, seed 2; measured, not shipped: 4 validation
   # errors against the shipped 224 px seed 2's 0, the rule fixed before it trained) and the cervical grade-aware
   # recipe's seeds 1 and 2 (the three-seed row; shipped only with a validation AUROC above seed 0's 0.9318)
