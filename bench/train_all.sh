@@ -258,6 +258,8 @@ case $what in
   # the shipped recipe (ImageNet MobileNetV2, 224 px) stays unless another recipe's pooled out-of-fold AUROC and its
   # mean per-fold AUROC are both higher. A: the shipped recipe; B: the ResNet-10 from scratch at 28 px shipped
   # before transfer learning; C: the shipped recipe at 128 px (the images are 28 px: is 224 px needed?).
+  # Result (seed 0, 2 cores, 65 minutes for the three): pooled out-of-fold accuracy / AUROC A 0.864 / 0.904,
+  # B 0.824 / 0.864, C 0.854 / 0.885; per-fold AUROC A 0.905 +- 0.033, B 0.864 +- 0.061, C 0.886 +- 0.047: A stays.
   cv-breastmnist) mkdir -p runs/cv_breast
         seeds=${CV_SEEDS:-0}
         nice -n 15 uv run medimg cv --task breastmnist --arch mobilenet_v2 --size 224 --epochs 40 --batch-size 32 \

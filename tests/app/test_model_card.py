@@ -149,3 +149,23 @@ def test_card_shows_the_cross_validated_row_only_when_recorded() -> None:
            "pooled": {"0": {"accuracy": 0.9, "auroc": 0.95, "n": 200}}}
     card = _card(replace(spec, metrics={**spec.metrics, "recipe_cv": rec}))
     assert card["Same recipe, cross-validated"].startswith("5-fold grouped cross-validation of this recipe over the 200 images")
+
+
+def test_card_of_each_cross_validated_shipped_model_states_its_folds() -> None:
+    """Integration: the shipped specs that carry a cross-validation record (bench/record_cv.py) show it, and the
+    out-of-fold predictions cover exactly the images dealt into folds (stratified: training + validation, the
+    test split in no fold; grouped: every image)."""
+    recorded = []
+    for path in sorted((REPO / "weights").glob("*.safetensors")):
+        spec = load_spec(path.with_suffix(".json"))
+        rec = spec.metrics.get("recipe_cv")
+        if rec is None:
+            continue
+        recorded.append(spec.name)
+        n = spec.training["n"]
+        dealt = n["train"] + n["val"] + (n["test"] if rec["kind"] == "grouped" else 0)
+        assert {m["n"] for m in rec["pooled"].values()} == {dealt}
+        assert 0.5 < min(m["auroc"] for m in rec["pooled"].values()) <= 1.0
+        row = _card(spec)["Same recipe, cross-validated"]
+        assert row.startswith(f"{rec['folds']}-fold {rec['kind']} cross-validation of this recipe over the {dealt} ")
+    assert "breastmnist_mobilenet_v2_224" in recorded
