@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from apptest_helpers import assert_clean
 
@@ -104,13 +105,15 @@ def test_seed_spread_places_the_network_among_its_recipe_seeds() -> None:
     assert seed_spread(None) is None and seed_spread({"seeds": []}) is None
 
 
+def _shipped_with(record: str) -> list[tuple[Any, dict]]:
+    """(spec, spec.metrics[record]) of every shipped model whose spec carries that record."""
+    specs = [load_spec(p.with_suffix(".json")) for p in sorted((REPO / "weights").glob("*.safetensors"))]
+    return [(spec, spec.metrics[record]) for spec in specs if record in spec.metrics]
+
+
 def test_card_of_each_recorded_shipped_model_matches_its_own_test_report() -> None:
     recorded = []
-    for path in sorted((REPO / "weights").glob("*.safetensors")):
-        spec = load_spec(path.with_suffix(".json"))
-        rec = spec.metrics.get("recipe_seeds")
-        if rec is None:
-            continue
+    for spec, rec in _shipped_with("recipe_seeds"):
         recorded.append(spec.name)
         own = rec["seeds"][str(spec.training["seed"])]  # the shipped seed is one of the recorded runs ...
         assert own["accuracy"] == spec.metrics["test"]["accuracy"] and own["auroc"] == spec.metrics["test"]["auroc"]
@@ -156,11 +159,7 @@ def test_card_of_each_cross_validated_shipped_model_states_its_folds() -> None:
     out-of-fold predictions cover exactly the images dealt into folds (stratified: training + validation, the
     test split in no fold; grouped: every image)."""
     recorded = []
-    for path in sorted((REPO / "weights").glob("*.safetensors")):
-        spec = load_spec(path.with_suffix(".json"))
-        rec = spec.metrics.get("recipe_cv")
-        if rec is None:
-            continue
+    for spec, rec in _shipped_with("recipe_cv"):
         recorded.append(spec.name)
         n = spec.training["n"]
         dealt = n["train"] + n["val"] + (n["test"] if rec["kind"] == "grouped" else 0)
