@@ -182,11 +182,11 @@ case $what in
                 done ;;
   # the model card's "Same recipe, cross-validated" row (bench/record_cv.py writes it only when the summary's
   # recipe equals the shipped run's); needs the cv-breastmnist and cv runs
-  record-cv) for r in "breastmnist_mobilenet_v2_224 runs/cv_breast/breastmnist_mobilenet_v2_224" \
-                      "head_ct_mobilenet_v2_224 runs/cv/head_ct_mobilenet_v2_224"; do
-               read -r shipped summary <<<"$r"
-               [ -f "$summary.cv.json" ] || { echo "skip $shipped: no $summary.cv.json"; continue; }
-               uv run python bench/record_cv.py "weights/$shipped.json" "$summary.cv.json"
+  record-cv) for r in "breastmnist_mobilenet_v2_224 runs/cv_breast" "head_ct_mobilenet_v2_224 runs/cv"; do
+               read -r shipped dir <<<"$r"
+               summary=$dir/$shipped.cv.json
+               [ -f "$summary" ] || { echo "skip $shipped: no $summary"; continue; }
+               uv run python bench/record_cv.py "weights/$shipped.json" "$summary"
              done ;;
   # blood cells at 288 px (the shipped CPU recipe otherwise unchanged, seed 2; measured, not shipped: 4 validation
   # errors against the shipped 224 px seed 2's 0, the rule fixed before it trained) and the cervical grade-aware
@@ -258,8 +258,7 @@ case $what in
   # the shipped recipe (ImageNet MobileNetV2, 224 px) stays unless another recipe's pooled out-of-fold AUROC and its
   # mean per-fold AUROC are both higher. A: the shipped recipe; B: the ResNet-10 from scratch at 28 px shipped
   # before transfer learning; C: the shipped recipe at 128 px (the images are 28 px: is 224 px needed?).
-  # Result (seed 0, 2 cores, 65 minutes for the three): pooled out-of-fold accuracy / AUROC A 0.864 / 0.904,
-  # B 0.824 / 0.864, C 0.854 / 0.885; per-fold AUROC A 0.905 +- 0.033, B 0.864 +- 0.061, C 0.886 +- 0.047: A stays.
+  # Result: A stays (numbers in bench/results/attempts.json, breastmnist; printed by bench/accuracy.py).
   cv-breastmnist) mkdir -p runs/cv_breast
         seeds=${CV_SEEDS:-0}
         nice -n 15 uv run medimg cv --task breastmnist --arch mobilenet_v2 --size 224 --epochs 40 --batch-size 32 \

@@ -226,15 +226,13 @@ def test_cv_summary_records_the_runs_common_recipe(tmp_path: Path) -> None:
 
 def test_record_cv_writes_only_a_summary_of_the_shipped_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import runpy
-    import shutil
 
     from medimg.spec import load_spec, save_spec
     from medimg.training.cv import run_recipe
 
     repo = Path(__file__).resolve().parents[1]
     spec_path = tmp_path / "breastmnist_mobilenet_v2_224.json"
-    shutil.copy(repo / "weights" / spec_path.name, spec_path)
-    shipped = load_spec(spec_path)  # the shipped spec may already carry its record: start without one
+    shipped = load_spec(repo / "weights" / spec_path.name)  # it may already carry its record: start without one
     save_spec(shipped.replace(metrics={k: v for k, v in shipped.metrics.items() if k != "recipe_cv"}), spec_path)
     recipe = run_recipe(spec_path)
     summary = {"folds": 5, "per_fold": {"accuracy": [0.85, 0.03], "auroc": [0.9, 0.02], "ece": [0.1, 0.01]},

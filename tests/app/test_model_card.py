@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from apptest_helpers import assert_clean
 
-from medimg.spec import load_spec
+from medimg.spec import ModelSpec, load_spec
 from medimg.ui.model_card import model_card_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +104,7 @@ def test_seed_spread_places_the_network_among_its_recipe_seeds() -> None:
     assert seed_spread(None) is None and seed_spread({"seeds": []}) is None
 
 
-def _shipped_with(record: str) -> list[tuple[Any, dict]]:
+def _shipped_with(record: str) -> list[tuple[ModelSpec, dict]]:
     """(spec, spec.metrics[record]) of every shipped model whose spec carries that record."""
     specs = [load_spec(p.with_suffix(".json")) for p in sorted((REPO / "weights").glob("*.safetensors"))]
     return [(spec, spec.metrics[record]) for spec in specs if record in spec.metrics]
